@@ -1,0 +1,130 @@
+"""What an Airflow connection of type ``toloka`` means: where to send requests and how to sign them.
+
+Both the synchronous hook and the asynchronous trigger read connections through this one
+parser, so the rules (environment names, the loopback-only ``http://`` exception, the auth
+scheme) cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_toloka.validation import validate_count, validate_seconds
+
+ENVIRONMENTS = {
+    "production": "https://toloka.dev",
+    "sandbox": "https://sandbox.toloka.dev",
+}
+# The production UI is documented; the sandbox one is not, hence the ``ui_base_url`` extra.
+UI_BASE_URLS = {
+    "production": "https://platform.toloka.ai",
+    "sandbox": "https://sandbox.toloka.ai",
+}
+AUTH_SCHEMES = ("OAuth", "ApiKey")
+API_PATH = "/api/v1"
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class TolokaConnectionSettings:
+    """A parsed ``toloka`` connection. The token is kept out of ``repr`` so it cannot leak into logs."""
+
+    conn_id: str
+    api_url: str
+    token: str = field(repr=False)
+    auth_scheme: str = "OAuth"
+    ui_base_url: str = UI_BASE_URLS["production"]
+    max_retries: int | None = None
+    timeout: float | None = None
+
+    @property
+    def authorization(self) -> str:
+        return f"{self.auth_scheme} {self.token}"
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> TolokaConnectionSettings:
+        """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes)."""
+        conn_id = conn.conn_id
+        extra: dict[str, Any] = conn.extra_dejson or {}
+
+        def bad(field_name: str, value: Any, fix: str) -> ValueError:
+            return ValueError(f"Toloka connection {conn_id!r}: {field_name}={value!r} is not valid: {fix}")
+
+        token = (conn.password or "").strip()
+        if not token:
+            raise ValueError(
+                f"Toloka connection {conn_id!r} has no token: put the OAuth token or API key in the "
+                "connection's password field (labelled 'API token' in the UI)."
+            )
+
+        scheme = extra.get("auth_scheme") or "OAuth"
+        if scheme not in AUTH_SCHEMES:
+            raise bad("extra.auth_scheme", scheme, "use 'OAuth' for OAuth tokens or 'ApiKey' for API keys.")
+
+        environment = extra.get("environment") or "production"
+        if environment not in ENVIRONMENTS:
+            raise bad("extra.environment", environment, "use 'production' or 'sandbox'.")
+
+        if conn.host:
+            root = _parse_host(conn.host, conn.port, bad)
+            ui_default = root
+        else:
+            root = ENVIRONMENTS[environment]
+            ui_default = UI_BASE_URLS[environment]
+
+        max_retries = extra.get("max_retries")
+        timeout = extra.get("timeout")
+        try:
+            if max_retries is not None:
+                max_retries = validate_count("max_retries", int(max_retries))
+            if timeout is not None:
+                timeout = validate_seconds("timeout", float(timeout))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Toloka connection {conn_id!r}: extra {err}") from None
+
+        return cls(
+            conn_id=conn_id,
+            api_url=root + API_PATH,
+            token=token,
+            auth_scheme=scheme,
+            ui_base_url=str(extra.get("ui_base_url") or ui_default).rstrip("/"),
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+
+
+def _parse_host(host: str, port: int | None, bad: Any) -> str:
+    """Turn the host override into a URL root; plain ``http://`` only to this machine."""
+    raw = host.strip()
+    parts = urlsplit(raw if "://" in raw else f"//{raw}")
+    hostname = parts.hostname
+    try:
+        port = parts.port or port
+    except ValueError:
+        raise bad("host", host, "the port is not a number.") from None
+    if not hostname or parts.query or parts.fragment or parts.username or parts.password:
+        raise bad("host", host, "give a URL root such as https://toloka.dev or http://127.0.0.1:8765.")
+    scheme = parts.scheme or ("http" if _is_loopback(hostname) else "https")
+    if scheme not in ("http", "https"):
+        raise bad("host", host, "use an https:// URL.")
+    if scheme == "http" and not _is_loopback(hostname):
+        raise bad(
+            "host", host, "plain http:// would send the token unencrypted; use https:// (http:// is only "
+            "allowed for loopback addresses such as the local emulator)."
+        )
+    netloc = f"[{hostname}]" if ":" in hostname else hostname
+    if port:
+        netloc += f":{port}"
+    path = parts.path.rstrip("/").removesuffix(API_PATH)
+    return f"{scheme}://{netloc}{path}"

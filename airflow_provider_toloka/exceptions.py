@@ -1,0 +1,123 @@
+"""Errors a DAG author can catch and act on.
+
+They subclass ``AirflowException`` so Airflow treats them as ordinary task failures (and retries
+them according to the task's ``retries``), while their text names the object, Toloka's error code
+and request id, and the next step, so the log line alone is enough to fix the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+# Which unmet precondition each archive conflict code stands for, phrased as the fix.
+_CONFLICT_HINTS = {
+    "INAPPROPRIATE_STATUS": "close the object first: only CLOSED pools and trainings can be archived",
+    "THERE_IS_REJECTED_ASSIGNMENT": (
+        "the pool has rejected tasks: it can be archived 9 days after the last rejection"
+    ),
+    "TRAINING_ARCHIVE_CONFLICT": "archive the main pools linked to this training first",
+    "UNARCHIVED_POOLS_CONFLICT": "archive every pool and training of the project first",
+    "OPERATION_ALREADY_EXISTS": "an operation on this object is still running: wait for it to finish",
+    "POOL_LOCKED_BY_ANOTHER_OPERATION": "another operation holds the pool: wait for it to finish",
+}
+
+
+class TolokaError(AirflowException):
+    """Base class of every error this provider raises."""
+
+
+class TolokaApiError(TolokaError):
+    """Toloka answered a request with a non-2xx status.
+
+    Carries Toloka's own error fields so callers can branch on ``code`` rather than parse text.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        status_code: int,
+        code: str | None = None,
+        message: str | None = None,
+        request_id: str | None = None,
+        payload: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.payload = payload
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    @property
+    def hint(self) -> str | None:
+        """What the user should do about this refusal, when Toloka's code tells us."""
+        if self.status_code == 401:
+            return "check the token in the Toloka connection and its auth_scheme (OAuth or ApiKey)"
+        if self.status_code == 404:
+            return "check the id: Toloka does not know it (or the token's account cannot see it)"
+        return _CONFLICT_HINTS.get(self.code or "")
+
+    def _describe(self) -> str:
+        text = f"Toloka refused {self.method} {self.path}: HTTP {self.status_code}"
+        if self.code:
+            text += f" {self.code}"
+        if self.message:
+            text += f": {self.message}"
+        if self.payload:
+            text += f" {self.payload}"
+        if self.request_id:
+            text += f" (request_id {self.request_id})"
+        if self.hint:
+            text += f". Hint: {self.hint}"
+        return text
+
+
+class TolokaRetriesExhausted(TolokaError):
+    """A request kept failing with retryable faults (429, 5xx, connection errors) past the retry budget."""
+
+    def __init__(self, *, method: str, path: str, attempts: int, last_fault: str) -> None:
+        self.method = method
+        self.path = path
+        self.attempts = attempts
+        self.last_fault = last_fault
+        super().__init__(
+            f"Toloka request {method} {path} failed after {attempts} attempts; last fault: {last_fault}. "
+            "Toloka may be overloaded or unreachable: retry the task later, or raise max_retries "
+            "in the hook or the connection extra."
+        )
+
+
+class TolokaOperationFailed(TolokaError):
+    """A Toloka operation ended in ``FAIL``."""
+
+    def __init__(self, operation: dict[str, Any]) -> None:
+        self.operation = operation
+        details = operation.get("details") or {}
+        log = operation.get("log") or []
+        super().__init__(
+            f"Toloka operation {operation.get('id')} ({operation.get('type')}, "
+            f"parameters {operation.get('parameters') or {}}) ended in FAIL"
+            + (f"; details: {details}" if details else "")
+            + (f"; log: {log}" if log else "")
+        )
+
+
+class TolokaOperationTimeout(TolokaError):
+    """An operation was still not finished when the caller's time ran out."""
+
+    def __init__(self, operation: dict[str, Any], timeout: float) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(
+            f"Toloka operation {operation.get('id')} ({operation.get('type')}) is still "
+            f"{operation.get('status')} at {operation.get('progress', 0)}% after {timeout:g} s of waiting. "
+            "It keeps running in Toloka: wait for it with TolokaOperationSensor, or raise the timeout."
+        )

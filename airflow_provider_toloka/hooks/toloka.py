@@ -1,0 +1,370 @@
+"""The only code in the provider that speaks HTTP to Toloka.
+
+Operators, the sensor and the cascade ask this hook for archive, close, read and wait; none of
+them builds a URL or reads a status code. The hook owns the base URL, the auth header, retries
+with back-off, and turning answers (including Toloka's error bodies) into data or exceptions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, Literal
+
+import pendulum
+import requests
+from airflow.sdk import BaseHook
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from airflow_provider_toloka import __version__
+from airflow_provider_toloka.connection import TolokaConnectionSettings
+from airflow_provider_toloka.exceptions import (
+    TolokaApiError,
+    TolokaError,
+    TolokaOperationFailed,
+    TolokaOperationTimeout,
+    TolokaRetriesExhausted,
+)
+from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
+from airflow_provider_toloka.retry import RETRYABLE_STATUS, backoff_delay, describe_fault, parse_retry_after
+from airflow_provider_toloka.validation import validate_count, validate_id, validate_seconds
+
+ObjectKind = Literal["project", "pool", "training"]
+
+USER_AGENT = f"airflow-provider-toloka/{__version__}"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 5
+# Toloka documents a page size of at most 300; fewer, larger pages mean fewer requests.
+PAGE_LIMIT = 300
+
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, TolokaApiError):
+        return error.status_code in RETRYABLE_STATUS
+    return isinstance(error, _TRANSIENT_ERRORS)
+
+
+class TolokaHook(BaseHook):
+    """Talk to the Toloka API through an Airflow connection of type ``toloka``.
+
+    The connection is read on first use, not in ``__init__``, so building a hook at DAG-parse time
+    costs nothing and never touches the network or the secrets backend.
+
+    :param toloka_conn_id: Airflow connection holding the token (password) and, in extra,
+        ``environment`` (``production``/``sandbox``), ``auth_scheme`` (``OAuth``/``ApiKey``),
+        ``max_retries`` and ``timeout``; a ``host`` overrides the environment.
+    :param timeout: seconds to wait for one HTTP answer (default: connection extra, else 30).
+    :param max_retries: retries of a request after a 429, 5xx, dropped connection or time-out
+        (default: connection extra, else 5). Other 4xx answers are never retried.
+    :param retry_min_wait: first back-off delay in seconds; it doubles up to ``retry_max_wait``.
+    :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
+    """
+
+    conn_name_attr = "toloka_conn_id"
+    default_conn_name = "toloka_default"
+    conn_type = "toloka"
+    hook_name = "Toloka"
+
+    def __init__(
+        self,
+        toloka_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_min_wait: float = 1.0,
+        retry_max_wait: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.toloka_conn_id = toloka_conn_id
+        self._timeout = validate_seconds("timeout", timeout, optional=True)
+        self._max_retries = None if max_retries is None else validate_count("max_retries", max_retries)
+        self.retry_min_wait = validate_seconds("retry_min_wait", retry_min_wait)
+        self.retry_max_wait = validate_seconds("retry_max_wait", retry_max_wait)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(toloka_conn_id={self.toloka_conn_id!r})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> TolokaConnectionSettings:
+        """The parsed connection; read once per hook."""
+        return TolokaConnectionSettings.from_connection(self.get_connection(self.toloka_conn_id))
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout or self.settings.timeout or DEFAULT_TIMEOUT
+
+    @property
+    def max_retries(self) -> int:
+        if self._max_retries is not None:
+            return self._max_retries
+        configured = self.settings.max_retries
+        return DEFAULT_MAX_RETRIES if configured is None else configured
+
+    def get_conn(self) -> requests.Session:
+        """The hook's one ``requests.Session`` (connection pooling across polls)."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Authorization": self.settings.authorization,
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
+        )
+        return session
+
+    # -- wire ---------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
+        """Send one request, retrying transient faults; return the JSON body, or ``None`` on 204."""
+
+        def give_up(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            assert error is not None
+            raise TolokaRetriesExhausted(
+                method=method, path=path, attempts=state.attempt_number, last_fault=describe_fault(error)
+            ) from error
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return backoff_delay(
+                state.attempt_number,
+                initial=self.retry_min_wait,
+                maximum=self.retry_max_wait,
+                retry_after=getattr(error, "retry_after", None),
+            )
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            assert error is not None
+            self.log.warning(
+                "Toloka %s %s: %s; retry %d of %d in %.1f s",
+                method,
+                path,
+                describe_fault(error),
+                state.attempt_number,
+                self.max_retries,
+                state.upcoming_sleep,
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=log_retry,
+            retry_error_callback=give_up,
+        )
+        return retrying(self._send, method, path, params)
+
+    def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
+        url = self.settings.api_url + path
+        response = self._session.request(
+            method,
+            url,
+            params=params,
+            timeout=(min(10.0, self.timeout), self.timeout),
+            # A redirect could carry the token to a host the user never configured.
+            allow_redirects=False,
+        )
+        if response.status_code == 204:
+            return None
+        if 300 <= response.status_code < 400:
+            raise TolokaError(
+                f"Toloka answered {method} {path} with HTTP {response.status_code} redirecting to "
+                f"{response.headers.get('Location')!r}; redirects are not followed so the token never "
+                f"leaves {self.settings.api_url}. Check the connection's host."
+            )
+        if response.status_code >= 400:
+            raise self._api_error(method, path, response)
+        try:
+            return response.json()
+        except ValueError:
+            raise TolokaError(
+                f"Toloka answered {method} {path} with HTTP {response.status_code} and a body that is not "
+                f"JSON ({response.headers.get('Content-Type')}): {self._scrub(response.text[:200])!r}"
+            ) from None
+
+    def _api_error(self, method: str, path: str, response: requests.Response) -> TolokaApiError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {"message": f"non-JSON answer ({response.headers.get('Content-Type') or 'no content type'})"}
+        return TolokaApiError(
+            method=method,
+            path=path,
+            status_code=response.status_code,
+            code=body.get("code"),
+            message=self._scrub(str(body.get("message") or response.reason or "")),
+            request_id=body.get("request_id") or response.headers.get("X-Request-Id"),
+            payload=body.get("payload"),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Hide the token should a server or proxy ever echo it back."""
+        return text.replace(self.settings.token, "***")
+
+    # -- archive ------------------------------------------------------------------------------
+
+    def archive_project(self, project_id: str | int) -> dict[str, Any] | None:
+        """Start archiving a project; ``None`` if it is already archived."""
+        return self.archive("project", project_id)
+
+    def archive_pool(self, pool_id: str | int) -> dict[str, Any] | None:
+        """Start archiving a closed pool; ``None`` if it is already archived."""
+        return self.archive("pool", pool_id)
+
+    def archive_training(self, training_id: str | int) -> dict[str, Any] | None:
+        """Start archiving a closed training; ``None`` if it is already archived."""
+        return self.archive("training", training_id)
+
+    def close_pool(self, pool_id: str | int) -> dict[str, Any] | None:
+        """Start closing a pool; ``None`` if it is already closed."""
+        return self._start("close", "pool", pool_id)
+
+    def close_training(self, training_id: str | int) -> dict[str, Any] | None:
+        """Start closing a training; ``None`` if it is already closed."""
+        return self._start("close", "training", training_id)
+
+    def archive(self, kind: ObjectKind, object_id: str | int) -> dict[str, Any] | None:
+        """Start archiving a ``project``, ``pool`` or ``training``; ``None`` if already archived."""
+        return self._start("archive", kind, object_id)
+
+    def _start(self, action: str, kind: ObjectKind, object_id: str | int) -> dict[str, Any] | None:
+        """POST an archive/close; if one is already running (e.g. a retried task), return that one.
+
+        A retry can meet its own earlier request: the POST went through but its answer was lost,
+        or the worker died while waiting. Toloka then refuses a second operation; waiting on the
+        running one is what the user wanted, so the refusal is turned into that operation.
+        """
+        oid = validate_id(f"{kind}_id", object_id)
+        try:
+            operation = self._request("POST", f"/{kind}s/{oid}/{action}")
+        except TolokaApiError as error:
+            if error.status_code != 409 or error.code != "OPERATION_ALREADY_EXISTS":
+                raise
+            running = self.find_active_operation(f"{kind.upper()}.{action.upper()}", f"{kind}_id", oid)
+            if running is None:
+                raise
+            self.log.info("An operation for %s %s is already running: %s", kind, oid, describe(running))
+            return running
+        if operation is not None and not operation.get("id"):
+            raise TolokaError(
+                f"Toloka answered POST /{kind}s/{oid}/{action} without an operation id: {operation!r}"
+            )
+        return operation
+
+    def find_active_operation(self, op_type: str, param: str, object_id: str) -> dict[str, Any] | None:
+        """The newest PENDING or RUNNING operation of ``op_type`` whose parameters name the object."""
+        for status in (OperationStatus.RUNNING, OperationStatus.PENDING):
+            params = {"type": op_type, "status": status.value, "sort": "-submitted", "limit": PAGE_LIMIT}
+            page = self._request("GET", "/operations", params=params) or {}
+            for operation in page.get("items", []):
+                if str((operation.get("parameters") or {}).get(param)) == object_id:
+                    return dict(operation)
+        return None
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def get_operation(self, operation_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/operations/{validate_id('operation_id', operation_id)}")
+
+    def get_operation_log(self, operation_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/operations/{validate_id('operation_id', operation_id)}/log") or []
+
+    def get_project(self, project_id: str | int) -> dict[str, Any]:
+        return self._request("GET", f"/projects/{validate_id('project_id', project_id)}")
+
+    def get_pool(self, pool_id: str | int) -> dict[str, Any]:
+        return self._request("GET", f"/pools/{validate_id('pool_id', pool_id)}")
+
+    def get_training(self, training_id: str | int) -> dict[str, Any]:
+        return self._request("GET", f"/trainings/{validate_id('training_id', training_id)}")
+
+    def list_pools(self, project_id: str | int, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every pool of a project (optionally of one status), fetched page by page as consumed."""
+        return self._list("/pools", validate_id("project_id", project_id), status)
+
+    def list_trainings(self, project_id: str | int, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every training of a project (optionally of one status), fetched page by page as consumed."""
+        return self._list("/trainings", validate_id("project_id", project_id), status)
+
+    def _list(self, path: str, project_id: str, status: str | None) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"project_id": project_id, "sort": "id", "limit": PAGE_LIMIT}
+        if status is not None:
+            params["status"] = status
+        while True:
+            page = self._request("GET", path, params=params) or {}
+            items = page.get("items", [])
+            yield from items
+            if not page.get("has_more") or not items:
+                return
+            params["id_gt"] = items[-1]["id"]
+
+    # -- wait ---------------------------------------------------------------------------------
+
+    def wait_for_operation(
+        self,
+        operation_id: str,
+        *,
+        poll_interval: float = 10.0,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the operation ends; return it on SUCCESS, raise on FAIL or when time runs out.
+
+        Polls start half a second apart and back off to ``poll_interval``, so quick archives are
+        noticed at once and slow ones cost one request per ``poll_interval``.
+        """
+        poll_interval = validate_seconds("poll_interval", poll_interval)  # type: ignore[assignment]
+        timeout = validate_seconds("timeout", timeout, optional=True)
+        deadline = pendulum.now("UTC").add(seconds=timeout) if timeout else None
+        delays = poll_delays(poll_interval)
+        while True:
+            operation = self.get_operation(operation_id)
+            status = operation_status(operation)
+            if status is OperationStatus.SUCCESS:
+                self.log.info("%s", describe(operation))
+                return operation
+            if status is OperationStatus.FAIL:
+                raise self.operation_failed(operation)
+            self.log.info("%s", describe(operation))
+            delay = next(delays)
+            if deadline is not None:
+                remaining = (deadline - pendulum.now("UTC")).total_seconds()
+                if remaining <= 0:
+                    raise TolokaOperationTimeout(operation, timeout or 0)
+                delay = min(delay, remaining)
+            time.sleep(delay)
+
+    def operation_failed(self, operation: dict[str, Any]) -> TolokaOperationFailed:
+        """The error for a FAIL operation, with Toloka's log of it attached when it can be read."""
+        try:
+            log = self.get_operation_log(operation["id"])
+        except TolokaError as error:
+            self.log.warning("Could not read the log of operation %s: %s", operation.get("id"), error)
+            log = []
+        return TolokaOperationFailed({**operation, "log": log} if log else operation)
+
+    # -- Airflow UI -----------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated request (list one operation); Toloka's own error text on failure."""
+        try:
+            self._request("GET", "/operations", params={"limit": 1})
+        except (TolokaError, ValueError) as error:
+            return False, str(error)
+        return True, f"Connected to {self.settings.api_url} with {self.settings.auth_scheme} authorization."

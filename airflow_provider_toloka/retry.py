@@ -1,0 +1,55 @@
+"""Which failed requests are worth repeating, and how long to wait before repeating them.
+
+Toloka's archive and close calls are idempotent (a second archive answers 204 or names the
+running operation), so every request may be retried; but only faults that can clear up on their
+own are: 429, 5xx from Toloka or a proxy, dropped connections and time-outs. A 400/401/403/404/409
+will answer the same way every time, so it fails at once.
+"""
+
+from __future__ import annotations
+
+import random
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pendulum
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 300.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped at five minutes."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (pendulum.instance(when) - pendulum.now("UTC")).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: float | None = None) -> float:
+    """Delay before retry number ``attempt`` (1-based): full-jitter exponential back-off.
+
+    When the server said how long to wait (``Retry-After``) that is the floor, with up to 10 %
+    jitter on top so many waiters that were told the same number do not return in lockstep.
+    """
+    if retry_after is not None:
+        return retry_after + random.uniform(0, retry_after * 0.1 + 0.05)
+    ceiling = min(maximum, initial * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def describe_fault(error: BaseException) -> str:
+    """A short name for a fault, for retry log lines and the final error."""
+    status: Any = getattr(error, "status_code", None)
+    if status is not None:
+        code = getattr(error, "code", None)
+        return f"HTTP {status}" + (f" {code}" if code else "")
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,33 @@
+"""Test set-up shared by every test: a throw-away AIRFLOW_HOME and the Toloka emulator fixture."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Airflow reads its configuration on import: point it at a throw-away home before any test imports it.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="toloka-tests-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.pop("AIRFLOW_CONN_TOLOKA_DEFAULT", None)
+
+import pytest  # noqa: E402
+
+pytest_plugins = ["airflow_provider_toloka.emulator.pytest_plugin"]
+
+
+
+@pytest.fixture
+def toloka_conn(toloka_emulator, monkeypatch):
+    """The emulator, wired up as the ``toloka_default`` connection through the environment."""
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", toloka_emulator.airflow_conn_json())
+    return toloka_emulator
+
+
+@pytest.fixture
+def hook(toloka_conn):
+    """A hook against the emulator with millisecond back-off, so retry tests stay fast."""
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+    return TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)

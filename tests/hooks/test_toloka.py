@@ -1,0 +1,227 @@
+"""The hook against the Toloka emulator over real HTTP: what a DAG author sees from each answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_toloka import __version__
+from airflow_provider_toloka.exceptions import (
+    TolokaApiError,
+    TolokaOperationFailed,
+    TolokaOperationTimeout,
+    TolokaRetriesExhausted,
+)
+from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+
+@pytest.fixture
+def emu(toloka_conn):
+    toloka_conn.add_project("1")
+    toloka_conn.add_pool("10", project_id="1", status="CLOSED")
+    toloka_conn.add_pool("11", project_id="1", status="OPEN")
+    toloka_conn.add_training("20", project_id="1", status="CLOSED", linked_pool_ids=("10",))
+    return toloka_conn
+
+
+def test_init_reads_no_connection_and_sends_nothing(emu, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_TOLOKA_DEFAULT")
+    TolokaHook(toloka_conn_id="does_not_exist")
+    assert emu.requests == []
+
+
+def test_archive_pool_returns_the_operation_and_wait_returns_success(emu, hook):
+    operation = hook.archive_pool(10)
+    assert operation["type"] == "POOL.ARCHIVE"
+    assert operation["status"] in ("PENDING", "RUNNING")
+    assert operation["parameters"] == {"pool_id": "10"}
+    final = hook.wait_for_operation(operation["id"], poll_interval=0.1, timeout=10)
+    assert final["status"] == "SUCCESS"
+    assert hook.get_pool("10")["status"] == "ARCHIVED"
+
+
+def test_session_identifies_the_provider(hook):
+    assert hook.get_conn().headers["User-Agent"] == f"airflow-provider-toloka/{__version__}"
+
+
+def test_api_key_scheme(emu, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", emu.airflow_conn_json(auth_scheme="ApiKey"))
+    assert TolokaHook().get_pool("10")["id"] == "10"
+
+
+@pytest.mark.parametrize("kind", ["pool", "training", "project"])
+def test_already_archived_answers_none(emu, hook, kind):
+    emu.add_project("2", status="ARCHIVED")
+    emu.add_pool("12", project_id="2", status="ARCHIVED")
+    emu.add_training("22", project_id="2", status="ARCHIVED", linked_pool_ids=("12",))
+    object_id = {"pool": "12", "training": "22", "project": "2"}[kind]
+    assert getattr(hook, f"archive_{kind}")(object_id) is None
+    assert [r.status for r in emu.requests] == [204]
+
+
+def test_conflict_surfaces_toloka_code_message_request_id_and_a_hint(emu, hook):
+    with pytest.raises(TolokaApiError) as err:
+        hook.archive_pool("11")
+    error = err.value
+    assert (error.status_code, error.code) == (409, "INAPPROPRIATE_STATUS")
+    assert error.request_id
+    assert error.message
+    text = str(error)
+    assert text.startswith("Toloka refused POST /pools/11/archive: HTTP 409 INAPPROPRIATE_STATUS: ")
+    assert f"(request_id {error.request_id})" in text
+    assert "close the object first" in text
+    assert len(emu.requests) == 1, "a 409 is never retried"
+
+
+def test_training_with_unarchived_pools_explains_the_order(emu, hook):
+    with pytest.raises(TolokaApiError, match="archive the main pools linked to this training first"):
+        hook.archive_training("20")
+
+
+def test_project_with_unarchived_pools_explains_the_order(emu, hook):
+    with pytest.raises(TolokaApiError, match="archive every pool and training of the project first"):
+        hook.archive_project("1")
+
+
+def test_rejection_window(emu, hook):
+    emu.add_pool("13", project_id="1", status="CLOSED", last_rejection=datetime.now(timezone.utc) - timedelta(days=2))
+    with pytest.raises(TolokaApiError, match="THERE_IS_REJECTED_ASSIGNMENT.*9 days after the last rejection"):
+        hook.archive_pool("13")
+
+
+def test_wrong_token_fails_once_without_echoing_it(emu, monkeypatch, caplog):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TOLOKA_DEFAULT",
+        '{"conn_type": "toloka", "host": "%s", "password": "wrong-token-7d1e"}' % emu.url,
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(TolokaApiError) as err:
+        TolokaHook().archive_pool("10")
+    assert (err.value.status_code, err.value.code) == (401, "AUTHENTICATION_ERROR")
+    assert "check the token" in str(err.value)
+    assert "wrong-token-7d1e" not in str(err.value)
+    assert "wrong-token-7d1e" not in caplog.text
+    assert len(emu.requests) == 1
+
+
+def test_429_is_retried_after_the_retry_after_header(emu, hook, caplog):
+    emu.inject_fault("429", count=1, path="/archive", retry_after=1)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        operation = hook.archive_pool("10")
+    assert time.monotonic() - started >= 1.0
+    assert operation["type"] == "POOL.ARCHIVE"
+    assert [r.status for r in emu.requests] == [429, 202]
+    assert "HTTP 429 TOO_MANY_REQUESTS; retry 1 of 5" in caplog.text
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "503", "504", "drop"])
+def test_transient_faults_are_retried_until_success(emu, hook, fault):
+    emu.inject_fault(fault, count=2)
+    assert hook.get_pool("10")["status"] == "CLOSED"
+    assert len(emu.requests) == 3
+
+
+def test_faults_past_the_budget_name_the_fault_and_attempts(emu, toloka_conn):
+    emu.inject_fault("503", count=10)
+    hook = TolokaHook(max_retries=2, retry_min_wait=0.01, retry_max_wait=0.02)
+    with pytest.raises(TolokaRetriesExhausted, match=r"GET /pools/10 failed after 3 attempts; last fault: HTTP 503"):
+        hook.get_pool("10")
+    assert len(emu.requests) == 3
+
+
+def test_read_timeout_is_retried(emu, toloka_conn):
+    emu.inject_fault("slow", count=1, delay=1.5)
+    hook = TolokaHook(timeout=0.5, retry_min_wait=0.01, retry_max_wait=0.02)
+    assert hook.get_pool("10")["id"] == "10"
+
+
+def test_connection_refused(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", '{"conn_type": "toloka", "host": "http://127.0.0.1:9", "password": "tok-123456"}')
+    hook = TolokaHook(max_retries=1, retry_min_wait=0.01, retry_max_wait=0.02)
+    with pytest.raises(TolokaRetriesExhausted, match=r"failed after 2 attempts; last fault: ConnectionError"):
+        hook.get_operation("op-1")
+
+
+@pytest.mark.parametrize("bad", ["5/../../projects/7", "", "a b", "%2e", None])
+def test_bad_ids_send_nothing(emu, hook, bad):
+    with pytest.raises(ValueError, match="pool_id="):
+        hook.archive_pool(bad)
+    assert emu.requests == []
+
+
+def test_retry_of_a_running_archive_waits_on_the_same_operation(emu, hook):
+    emu.operation_duration = 5
+    first = hook.archive_pool("10")
+    second = hook.archive_pool("10")
+    assert second["id"] == first["id"]
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
+def test_answer_lost_after_the_archive_started(emu, hook):
+    emu.operation_duration = 5
+    emu.inject_fault("drop", count=1, path="/archive", when="after")
+    operation = hook.archive_pool("10")
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+    assert operation["id"] == emu.operations(type="POOL.ARCHIVE")[0]["id"]
+
+
+def test_failed_operation_raises_with_details_and_log(emu, hook):
+    emu.fail_next("pool", "10", details={"reason": "storage unavailable"})
+    operation = hook.archive_pool("10")
+    with pytest.raises(TolokaOperationFailed, match=r"POOL.ARCHIVE.*ended in FAIL.*storage unavailable") as err:
+        hook.wait_for_operation(operation["id"], poll_interval=0.1)
+    assert err.value.operation["id"] == operation["id"]
+
+
+def test_wait_times_out_naming_the_operation(emu, hook):
+    emu.operation_duration = 30
+    operation = hook.archive_pool("10")
+    started = time.monotonic()
+    with pytest.raises(TolokaOperationTimeout, match=rf"operation {operation['id']} \(POOL.ARCHIVE\) is still"):
+        hook.wait_for_operation(operation["id"], poll_interval=0.2, timeout=1)
+    assert time.monotonic() - started < 3
+
+
+def test_wait_backs_off_instead_of_busy_polling(emu, hook):
+    emu.operation_duration = 2.5
+    operation = hook.archive_pool("10")
+    emu.clear_requests()
+    hook.wait_for_operation(operation["id"], poll_interval=1)
+    # 0.5 + 1 + 1 + ... : about four polls in 2.5 s, never dozens.
+    assert 2 <= len(emu.requests) <= 6
+
+
+def test_list_pools_pages_through_every_pool(emu, hook):
+    for n in range(100, 800):
+        emu.add_pool(str(n), project_id="7", status="CLOSED")
+    emu.add_project("7")
+    ids = [pool["id"] for pool in hook.list_pools("7")]
+    assert ids == [str(n) for n in range(100, 800)]
+    assert len(emu.requests) == 3, "700 pools in pages of 300"
+    assert [p["id"] for p in hook.list_pools("1", status="OPEN")] == ["11"]
+
+
+def test_test_connection(emu, hook, monkeypatch):
+    ok, message = hook.test_connection()
+    assert ok
+    assert emu.url in message
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TOLOKA_DEFAULT", '{"conn_type": "toloka", "host": "%s", "password": "nope-nope"}' % emu.url
+    )
+    ok, message = TolokaHook().test_connection()
+    assert not ok
+    assert "AUTHENTICATION_ERROR" in message
+
+
+def test_token_never_in_logs_or_errors(emu, hook, caplog, capsys):
+    emu.inject_fault("503", count=1)
+    with caplog.at_level(logging.DEBUG):
+        hook.archive_pool("10")
+        with pytest.raises(TolokaApiError) as err:
+            hook.archive_pool("11")
+    captured = capsys.readouterr()
+    for text in (caplog.text, captured.out, captured.err, str(err.value), repr(hook), repr(hook.settings)):
+        assert emu.token not in text

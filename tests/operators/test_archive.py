@@ -1,0 +1,101 @@
+"""The archive operators' ``execute`` against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaOperationFailed, TolokaOperationTimeout
+from airflow_provider_toloka.operators.archive import (
+    TolokaArchivePoolOperator,
+    TolokaArchiveProjectOperator,
+    TolokaArchiveTrainingOperator,
+)
+
+
+class RecordingTI:
+    """Stands in for the task instance: records what the operator pushes to XCom."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def emu(toloka_conn):
+    toloka_conn.add_project("1")
+    toloka_conn.add_pool("10", project_id="1", status="CLOSED")
+    toloka_conn.add_training("20", project_id="1", status="CLOSED", linked_pool_ids=("10",))
+    return toloka_conn
+
+
+def run(operator):
+    ti = RecordingTI()
+    return operator.execute({"ti": ti}), ti.pushed
+
+
+def test_pool_training_project_in_order(emu):
+    for operator, status_of in [
+        (TolokaArchivePoolOperator(task_id="p", pool_id="10", poll_interval=0.1), ("pool", "10")),
+        (TolokaArchiveTrainingOperator(task_id="t", training_id=20, poll_interval=0.1), ("training", "20")),
+        (TolokaArchiveProjectOperator(task_id="j", project_id="1", poll_interval=0.1), ("project", "1")),
+    ]:
+        result, pushed = run(operator)
+        assert result["status"] == "SUCCESS"
+        assert pushed == {"operation_id": result["id"]}
+        assert emu.object(*status_of)["status"] == "ARCHIVED"
+
+
+def test_already_archived_succeeds_with_none(emu):
+    emu.add_pool("11", project_id="1", status="ARCHIVED")
+    result, pushed = run(TolokaArchivePoolOperator(task_id="p", pool_id="11"))
+    assert result is None
+    assert pushed == {}
+
+
+def test_without_waiting_returns_the_submitted_operation(emu):
+    emu.operation_duration = 5
+    result, pushed = run(TolokaArchivePoolOperator(task_id="p", pool_id="10", wait_for_completion=False))
+    assert result["status"] in ("PENDING", "RUNNING")
+    assert pushed["operation_id"] == result["id"]
+    assert len(emu.requests) == 1
+
+
+def test_fail_fails_the_task_with_the_details(emu):
+    emu.fail_next("pool", "10", details={"reason": "pool is used by a running export"})
+    operator = TolokaArchivePoolOperator(task_id="p", pool_id="10", poll_interval=0.1)
+    with pytest.raises(TolokaOperationFailed, match=r"POOL.ARCHIVE.*FAIL.*running export"):
+        run(operator)
+
+
+def test_timeout_fails_the_task(emu):
+    emu.operation_duration = 30
+    operator = TolokaArchivePoolOperator(task_id="p", pool_id="10", poll_interval=0.2, timeout=0.5)
+    with pytest.raises(TolokaOperationTimeout):
+        run(operator)
+
+
+def test_conflict_fails_the_task_with_the_hint(emu):
+    operator = TolokaArchiveProjectOperator(task_id="j", project_id="1")
+    with pytest.raises(TolokaApiError, match="UNARCHIVED_POOLS_CONFLICT.*archive every pool"):
+        run(operator)
+
+
+def test_a_rendered_id_that_escapes_the_path_is_refused_before_any_request(emu):
+    operator = TolokaArchivePoolOperator(task_id="p", pool_id="5/../../projects/7")
+    with pytest.raises(ValueError, match=r"pool_id='5/../../projects/7' is not a valid Toloka id"):
+        run(operator)
+    assert emu.requests == []
+
+
+@pytest.mark.parametrize("kwargs", [{"poll_interval": 0}, {"poll_interval": -1}, {"timeout": float("nan")}])
+def test_bad_waiting_arguments_fail_at_parse_time(kwargs):
+    with pytest.raises(ValueError, match=rf"{next(iter(kwargs))}="):
+        TolokaArchivePoolOperator(task_id="p", pool_id="1", **kwargs)
+
+
+def test_templated_fields():
+    assert set(TolokaArchivePoolOperator.template_fields) == {"pool_id", "toloka_conn_id"}
+    assert set(TolokaArchiveTrainingOperator.template_fields) == {"training_id", "toloka_conn_id"}
+    assert set(TolokaArchiveProjectOperator.template_fields) == {"project_id", "toloka_conn_id"}

@@ -1,0 +1,60 @@
+"""The sensor's ``poke`` against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_provider_toloka.exceptions import TolokaOperationFailed
+from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
+
+
+@pytest.fixture
+def emu(toloka_conn):
+    toloka_conn.add_project("1")
+    toloka_conn.add_pool("10", project_id="1", status="CLOSED")
+    return toloka_conn
+
+
+def start_archive(emu) -> str:
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+    return TolokaHook().archive_pool("10")["id"]
+
+
+def test_not_done_until_success_then_returns_the_operation(emu):
+    emu.operation_duration = 1
+    sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
+    assert sensor.poke({}) is False
+    time.sleep(1.2)
+    result = sensor.poke({})
+    assert result.is_done
+    assert result.xcom_value["status"] == "SUCCESS"
+
+
+def test_fail_raises_with_details(emu):
+    emu.operation_duration = 0.1
+    emu.fail_next("pool", "10", details={"reason": "broken"})
+    sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
+    time.sleep(0.3)
+    with pytest.raises(TolokaOperationFailed, match="broken"):
+        sensor.poke({})
+
+
+@pytest.mark.parametrize("rendered", [None, "", "None"])
+def test_no_operation_upstream_means_nothing_to_wait_for(emu, rendered):
+    result = TolokaOperationSensor(task_id="s", operation_id=rendered).poke({})
+    assert result.is_done
+    assert result.xcom_value is None
+    assert emu.requests == []
+
+
+def test_bad_operation_id_is_refused_before_any_request(emu):
+    with pytest.raises(ValueError, match="operation_id='../x'"):
+        TolokaOperationSensor(task_id="s", operation_id="../x").poke({})
+    assert emu.requests == []
+
+
+def test_operation_id_is_templated():
+    assert "operation_id" in TolokaOperationSensor.template_fields

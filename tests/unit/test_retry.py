@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pendulum
+import pytest
+
+from airflow_provider_toloka.retry import backoff_delay, parse_retry_after
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("3", 3.0), ("0", 0.0), ("9999", 300.0), (None, None), ("soon", None)])
+def test_retry_after_seconds(header, seconds):
+    assert parse_retry_after(header) == seconds
+
+
+def test_retry_after_http_date():
+    when = pendulum.now("UTC").add(seconds=30).format("ddd, DD MMM YYYY HH:mm:ss [GMT]")
+    assert 25 <= parse_retry_after(when) <= 31
+
+
+def test_backoff_grows_and_is_capped():
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)]:
+        delay = backoff_delay(attempt, initial=1.0, maximum=30.0)
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_retry_after_is_a_floor_with_a_little_jitter():
+    delays = {backoff_delay(1, initial=0.01, maximum=0.1, retry_after=2.0) for _ in range(20)}
+    assert all(2.0 <= d <= 2.3 for d in delays)
+    assert len(delays) > 1
