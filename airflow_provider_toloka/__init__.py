@@ -27,9 +27,7 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.hooks.toloka"]}
-        ],
+        "hooks": [{"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.hooks.toloka"]}],
         "operators": [
             {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.operators.archive"]}
         ],
@@ -53,8 +51,12 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "auth_scheme": {
                         "label": "Authorization scheme",
-                        "description": "OAuth for OAuth tokens, ApiKey for API keys issued in the Toloka web UI.",
-                        "schema": {"type": ["string", "null"], "enum": ["OAuth", "ApiKey"], "default": "OAuth"},
+                        "description": "OAuth for OAuth tokens, ApiKey for API keys from the Toloka web UI.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["OAuth", "ApiKey"],
+                            "default": "OAuth",
+                        },
                     },
                     "ui_base_url": {
                         "label": "Web UI base URL",

@@ -120,8 +120,10 @@ def _parse_host(host: str, port: int | None, bad: Any) -> str:
         raise bad("host", host, "use an https:// URL.")
     if scheme == "http" and not _is_loopback(hostname):
         raise bad(
-            "host", host, "plain http:// would send the token unencrypted; use https:// (http:// is only "
-            "allowed for loopback addresses such as the local emulator)."
+            "host",
+            host,
+            "plain http:// would send the token unencrypted; use https:// (http:// is only "
+            "allowed for loopback addresses such as the local emulator).",
         )
     netloc = f"[{hostname}]" if ":" in hostname else hostname
     if port:

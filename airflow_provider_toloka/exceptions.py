@@ -48,7 +48,8 @@ class TolokaApiError(TolokaError):
     ) -> None:
         self.method = method
         self.path = path
-        self.status_code = status_code
+        # AirflowException types this as HTTPStatus; Toloka and proxies may send codes outside it.
+        self.status_code = status_code  # type: ignore[assignment]
         self.code = code
         self.message = message
         self.request_id = request_id

@@ -35,14 +35,24 @@ def validate_id(param: str, value: Any) -> str:
     return text
 
 
-def validate_seconds(param: str, value: Any, *, optional: bool = False) -> float | None:
-    """Return a positive, finite number of seconds (or ``None`` where ``optional``)."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        allowed = "a positive number of seconds" + (" or None" if optional else "")
-        raise ValueError(f"{param}={_shown(value)} is not valid: pass {allowed}, e.g. {param}=30.")
+def validate_seconds(param: str, value: Any, *, or_none: str = "") -> float:
+    """Return a positive, finite number of seconds; zero, negatives, NaN and infinity are refused."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{param}={_shown(value)} is not valid: "
+            f"pass a positive number of seconds{or_none}, e.g. {param}=30."
+        )
     return float(value)
+
+
+def validate_optional_seconds(param: str, value: Any) -> float | None:
+    """Like ``validate_seconds``, but ``None`` (no limit) is allowed."""
+    return None if value is None else validate_seconds(param, value, or_none=" or None")
 
 
 def validate_count(param: str, value: Any, *, minimum: int = 0) -> int:

@@ -17,7 +17,6 @@ import pytest  # noqa: E402
 pytest_plugins = ["airflow_provider_toloka.emulator.pytest_plugin"]
 
 
-
 @pytest.fixture
 def toloka_conn(toloka_emulator, monkeypatch):
     """The emulator, wired up as the ``toloka_default`` connection through the environment."""

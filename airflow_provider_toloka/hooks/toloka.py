@@ -28,7 +28,12 @@ from airflow_provider_toloka.exceptions import (
 )
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
 from airflow_provider_toloka.retry import RETRYABLE_STATUS, backoff_delay, describe_fault, parse_retry_after
-from airflow_provider_toloka.validation import validate_count, validate_id, validate_seconds
+from airflow_provider_toloka.validation import (
+    validate_count,
+    validate_id,
+    validate_optional_seconds,
+    validate_seconds,
+)
 
 ObjectKind = Literal["project", "pool", "training"]
 
@@ -83,7 +88,7 @@ class TolokaHook(BaseHook):
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
-        self._timeout = validate_seconds("timeout", timeout, optional=True)
+        self._timeout = validate_optional_seconds("timeout", timeout)
         self._max_retries = None if max_retries is None else validate_count("max_retries", max_retries)
         self.retry_min_wait = validate_seconds("retry_min_wait", retry_min_wait)
         self.retry_max_wait = validate_seconds("retry_max_wait", retry_max_wait)
@@ -202,7 +207,9 @@ class TolokaHook(BaseHook):
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            body = {"message": f"non-JSON answer ({response.headers.get('Content-Type') or 'no content type'})"}
+            body = {
+                "message": f"non-JSON answer ({response.headers.get('Content-Type') or 'no content type'})"
+            }
         return TolokaApiError(
             method=method,
             path=path,
@@ -329,8 +336,8 @@ class TolokaHook(BaseHook):
         Polls start half a second apart and back off to ``poll_interval``, so quick archives are
         noticed at once and slow ones cost one request per ``poll_interval``.
         """
-        poll_interval = validate_seconds("poll_interval", poll_interval)  # type: ignore[assignment]
-        timeout = validate_seconds("timeout", timeout, optional=True)
+        poll_interval = validate_seconds("poll_interval", poll_interval)
+        timeout = validate_optional_seconds("timeout", timeout)
         deadline = pendulum.now("UTC").add(seconds=timeout) if timeout else None
         delays = poll_delays(poll_interval)
         while True:

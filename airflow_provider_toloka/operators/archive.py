@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
-from airflow_provider_toloka.validation import validate_id, validate_seconds
+from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -56,7 +56,7 @@ class TolokaArchiveOperator(BaseOperator):
         self.toloka_conn_id = toloka_conn_id
         self.wait_for_completion = wait_for_completion
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
-        self.timeout = validate_seconds("timeout", timeout, optional=True)
+        self.timeout = validate_optional_seconds("timeout", timeout)
 
     @cached_property
     def hook(self) -> TolokaHook:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -87,7 +88,9 @@ def test_project_with_unarchived_pools_explains_the_order(emu, hook):
 
 
 def test_rejection_window(emu, hook):
-    emu.add_pool("13", project_id="1", status="CLOSED", last_rejection=datetime.now(timezone.utc) - timedelta(days=2))
+    emu.add_pool(
+        "13", project_id="1", status="CLOSED", last_rejection=datetime.now(timezone.utc) - timedelta(days=2)
+    )
     with pytest.raises(TolokaApiError, match="THERE_IS_REJECTED_ASSIGNMENT.*9 days after the last rejection"):
         hook.archive_pool("13")
 
@@ -95,7 +98,7 @@ def test_rejection_window(emu, hook):
 def test_wrong_token_fails_once_without_echoing_it(emu, monkeypatch, caplog):
     monkeypatch.setenv(
         "AIRFLOW_CONN_TOLOKA_DEFAULT",
-        '{"conn_type": "toloka", "host": "%s", "password": "wrong-token-7d1e"}' % emu.url,
+        json.dumps({"conn_type": "toloka", "host": emu.url, "password": "wrong-token-7d1e"}),
     )
     with caplog.at_level(logging.DEBUG), pytest.raises(TolokaApiError) as err:
         TolokaHook().archive_pool("10")
@@ -127,7 +130,9 @@ def test_transient_faults_are_retried_until_success(emu, hook, fault):
 def test_faults_past_the_budget_name_the_fault_and_attempts(emu, toloka_conn):
     emu.inject_fault("503", count=10)
     hook = TolokaHook(max_retries=2, retry_min_wait=0.01, retry_max_wait=0.02)
-    with pytest.raises(TolokaRetriesExhausted, match=r"GET /pools/10 failed after 3 attempts; last fault: HTTP 503"):
+    with pytest.raises(
+        TolokaRetriesExhausted, match=r"GET /pools/10 failed after 3 attempts; last fault: HTTP 503"
+    ):
         hook.get_pool("10")
     assert len(emu.requests) == 3
 
@@ -139,7 +144,10 @@ def test_read_timeout_is_retried(emu, toloka_conn):
 
 
 def test_connection_refused(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", '{"conn_type": "toloka", "host": "http://127.0.0.1:9", "password": "tok-123456"}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TOLOKA_DEFAULT",
+        '{"conn_type": "toloka", "host": "http://127.0.0.1:9", "password": "tok-123456"}',
+    )
     hook = TolokaHook(max_retries=1, retry_min_wait=0.01, retry_max_wait=0.02)
     with pytest.raises(TolokaRetriesExhausted, match=r"failed after 2 attempts; last fault: ConnectionError"):
         hook.get_operation("op-1")
@@ -171,7 +179,9 @@ def test_answer_lost_after_the_archive_started(emu, hook):
 def test_failed_operation_raises_with_details_and_log(emu, hook):
     emu.fail_next("pool", "10", details={"reason": "storage unavailable"})
     operation = hook.archive_pool("10")
-    with pytest.raises(TolokaOperationFailed, match=r"POOL.ARCHIVE.*ended in FAIL.*storage unavailable") as err:
+    with pytest.raises(
+        TolokaOperationFailed, match=r"POOL.ARCHIVE.*ended in FAIL.*storage unavailable"
+    ) as err:
         hook.wait_for_operation(operation["id"], poll_interval=0.1)
     assert err.value.operation["id"] == operation["id"]
 
@@ -180,7 +190,9 @@ def test_wait_times_out_naming_the_operation(emu, hook):
     emu.operation_duration = 30
     operation = hook.archive_pool("10")
     started = time.monotonic()
-    with pytest.raises(TolokaOperationTimeout, match=rf"operation {operation['id']} \(POOL.ARCHIVE\) is still"):
+    with pytest.raises(
+        TolokaOperationTimeout, match=rf"operation {operation['id']} \(POOL.ARCHIVE\) is still"
+    ):
         hook.wait_for_operation(operation["id"], poll_interval=0.2, timeout=1)
     assert time.monotonic() - started < 3
 
@@ -209,7 +221,8 @@ def test_test_connection(emu, hook, monkeypatch):
     assert ok
     assert emu.url in message
     monkeypatch.setenv(
-        "AIRFLOW_CONN_TOLOKA_DEFAULT", '{"conn_type": "toloka", "host": "%s", "password": "nope-nope"}' % emu.url
+        "AIRFLOW_CONN_TOLOKA_DEFAULT",
+        json.dumps({"conn_type": "toloka", "host": emu.url, "password": "nope-nope"}),
     )
     ok, message = TolokaHook().test_connection()
     assert not ok

@@ -51,7 +51,9 @@ def test_host_overrides_environment(host, port, api_url):
     assert parse(host=host, port=port, extra_dejson={"environment": "sandbox"}).api_url == api_url
 
 
-@pytest.mark.parametrize("host", ["http://toloka.dev", "http://10.0.0.5:8080", "http://127.0.0.1.example.com"])
+@pytest.mark.parametrize(
+    "host", ["http://toloka.dev", "http://10.0.0.5:8080", "http://127.0.0.1.example.com"]
+)
 def test_plain_http_is_refused_off_loopback(host):
     with pytest.raises(ValueError, match=r"'toloka_default': host=.*unencrypted"):
         parse(host=host)

@@ -23,7 +23,13 @@ def test_an_undocumented_status_is_an_error_not_a_guess(status):
 
 def test_describe_reads_like_a_progress_line():
     line = describe(
-        {"id": "op-1", "type": "POOL.ARCHIVE", "status": "RUNNING", "progress": 40, "parameters": {"pool_id": "42"}}
+        {
+            "id": "op-1",
+            "type": "POOL.ARCHIVE",
+            "status": "RUNNING",
+            "progress": 40,
+            "parameters": {"pool_id": "42"},
+        }
     )
     assert line == "POOL.ARCHIVE 40% RUNNING (operation op-1, pool_id=42)"
 

@@ -6,7 +6,9 @@ import pytest
 from airflow_provider_toloka.retry import backoff_delay, parse_retry_after
 
 
-@pytest.mark.parametrize(("header", "seconds"), [("3", 3.0), ("0", 0.0), ("9999", 300.0), (None, None), ("soon", None)])
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("3", 3.0), ("0", 0.0), ("9999", 300.0), (None, None), ("soon", None)]
+)
 def test_retry_after_seconds(header, seconds):
     assert parse_retry_after(header) == seconds
 

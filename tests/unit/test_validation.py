@@ -4,17 +4,38 @@ import math
 
 import pytest
 
-from airflow_provider_toloka.validation import validate_count, validate_id, validate_seconds
+from airflow_provider_toloka.validation import (
+    validate_count,
+    validate_id,
+    validate_optional_seconds,
+    validate_seconds,
+)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("42", "42"), (42, "42"), ("a-b_C9", "a-b_C9"), ("x" * 64, "x" * 64)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("42", "42"), (42, "42"), ("a-b_C9", "a-b_C9"), ("x" * 64, "x" * 64)]
+)
 def test_valid_ids_become_strings(value, expected):
     assert validate_id("pool_id", value) == expected
 
 
 @pytest.mark.parametrize(
     "value",
-    ["", " ", "12 ", "5/../../projects/7", "..", "a/b", "%2e%2e", "пул", "x" * 65, "x" * 10_000, "1?a=b", "1#", "\n"],
+    [
+        "",
+        " ",
+        "12 ",
+        "5/../../projects/7",
+        "..",
+        "a/b",
+        "%2e%2e",
+        "пул",
+        "x" * 65,
+        "x" * 10_000,
+        "1?a=b",
+        "1#",
+        "\n",
+    ],
 )
 def test_ids_that_could_escape_the_path_are_refused_naming_the_parameter(value):
     with pytest.raises(ValueError, match=r"pool_id=.*not a valid Toloka id.*1-64 letters") as err:
@@ -35,8 +56,8 @@ def test_bad_seconds_are_refused(value):
 
 
 def test_optional_seconds_accept_none_and_numbers():
-    assert validate_seconds("timeout", None, optional=True) is None
-    assert validate_seconds("timeout", 2, optional=True) == 2.0
+    assert validate_optional_seconds("timeout", None) is None
+    assert validate_optional_seconds("timeout", 2) == 2.0
 
 
 def test_counts():
