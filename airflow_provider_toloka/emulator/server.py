@@ -30,10 +30,15 @@ from airflow_provider_toloka.emulator.seeding import load_seed
 from airflow_provider_toloka.emulator.state import EmulatorState
 
 _START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 2.0
 
 
 class _Server(uvicorn.Server):
-    """uvicorn checks ``should_exit`` every 0.1 s; waking at once shortens every test's teardown."""
+    """uvicorn tuned for being started and stopped once per test.
+
+    Stock uvicorn notices ``should_exit`` only on its 0.1 s tick and then sleeps another fixed 0.1 s while
+    connections wind down; here a stop wakes the loop at once and waits only as long as connections need.
+    """
 
     _loop: asyncio.AbstractEventLoop | None = None
     _wake: asyncio.Event | None = None
@@ -45,6 +50,20 @@ class _Server(uvicorn.Server):
             counter = (counter + 1) % 864000
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # idle keep-alive connections close now, busy ones after their answer
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        for task in self.server_state.tasks:
+            task.cancel()
+        await self.lifespan.shutdown()
 
     def exit_soon(self) -> None:
         self.should_exit = True
