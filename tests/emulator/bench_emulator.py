@@ -1,48 +1,91 @@
-"""Measure the emulator's throughput: ``python tests/emulator/bench_emulator.py [threads] [per_thread]``.
+"""Measure the emulator's throughput: ``python tests/emulator/bench_emulator.py [--threads N]``.
 
-Not a test (pytest does not collect ``bench_*``): a number printed for a person, never asserted. It runs the
-emulator in-process on a background thread, as the pytest fixture does, so client threads and the server share
-one interpreter; that is the load a user's test puts on it.
+Not a test (pytest does not collect ``bench_*``): numbers printed for a person, never asserted. Two runs:
+- in-process, as the pytest fixture runs it: client threads and server share one interpreter and its GIL,
+  so this is what a user's test sees;
+- server in its own process (the CLI), to show what the server alone sustains.
+Each client thread archives its own pools and reads each pool and operation back (three requests per pool).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import requests
 
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 
+REPO = Path(__file__).resolve().parents[2]
 
-def main(threads: int = 16, per_thread: int = 300) -> None:
-    with TolokaEmulator(operation_duration=0.05) as emulator:
-        pools = per_thread // 3
-        for thread in range(threads):
+
+def hammer(url: str, token: str, threads: int, pools: int, prefix: str) -> float:
+    """Run the clients against ``url``; return requests per second."""
+
+    def client(thread: int) -> None:
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"OAuth {token}"
+            base = f"{url}/api/v1"
             for index in range(pools):
-                emulator.add_pool(f"{thread}{index:04d}", project_id="1")
+                pool = f"{prefix}{thread:02d}{index:04d}"
+                operation = session.post(f"{base}/pools/{pool}/archive", timeout=30).json()
+                session.get(f"{base}/pools/{pool}", timeout=30)
+                session.get(f"{base}/operations/{operation['id']}", timeout=30)
 
-        def client(thread: int) -> None:
-            with requests.Session() as session:
-                session.headers["Authorization"] = f"OAuth {emulator.token}"
-                base = f"{emulator.url}/api/v1"
-                for index in range(pools):
-                    operation = session.post(f"{base}/pools/{thread}{index:04d}/archive", timeout=30).json()
-                    session.get(f"{base}/pools/{thread}{index:04d}", timeout=30)
-                    session.get(f"{base}/operations/{operation['id']}", timeout=30)
+    workers = [threading.Thread(target=client, args=(thread,)) for thread in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return threads * pools * 3 / (time.perf_counter() - started)
 
-        workers = [threading.Thread(target=client, args=(thread,)) for thread in range(threads)]
-        started = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        elapsed = time.perf_counter() - started
-        total = len(emulator.requests)
-        print(f"{total} requests from {threads} threads in {elapsed:.2f} s: {total / elapsed:.0f} requests/s")
-        print(f"operations created: {len(emulator.operations())}")
+
+def seed(threads: int, pools: int, prefix: str) -> dict[str, list[dict[str, str]]]:
+    ids = [f"{prefix}{thread:02d}{index:04d}" for thread in range(threads) for index in range(pools)]
+    return {"pools": [{"id": pool_id, "project_id": "1"} for pool_id in ids]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--per-thread", type=int, default=300, help="requests per client thread")
+    args = parser.parse_args()
+    pools = args.per_thread // 3
+    total = args.threads * pools * 3
+
+    with TolokaEmulator(operation_duration=0.05) as emulator:
+        for entry in seed(args.threads, pools, "1")["pools"]:
+            emulator.add_pool(entry["id"], entry["project_id"])
+        rate = hammer(emulator.url, emulator.token, args.threads, pools, "1")
+        lost = total - len(emulator.requests)
+        print(
+            f"in-process:       {total} requests, {args.threads} threads: {rate:.0f} requests/s (lost {lost})"
+        )
+
+    seed_file = Path("/tmp/toloka-emulator-bench-seed.json")
+    seed_file.write_text(json.dumps(seed(args.threads, pools, "2")))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_toloka.emulator", "--port", "0", "--seed", str(seed_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        conn = json.loads(server.stdout.readline().partition("=")[2].strip().strip("'"))
+        rate = hammer(conn["host"], conn["password"], args.threads, pools, "2")
+        print(f"separate process: {total} requests, {args.threads} threads: {rate:.0f} requests/s")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:3]))
+    main()
