@@ -1,6 +1,6 @@
-"""Everything the emulator knows, and Toloka's rules for archiving and closing.
+"""Everything the emulator knows, and the bookkeeping around Toloka's rules (which live in ``rules``).
 
-Pure Python so the rules can be read without the web stack. One ``threading.Lock`` guards it all, held
+Pure Python so it can be read and driven without the web stack. One ``threading.Lock`` guards it all, held
 only for short critical sections: the event loop thread and test threads both call in.
 
 Operations advance lazily: each call first completes every operation whose time has come (a heap ordered by

@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -68,7 +69,8 @@ def main() -> None:
             f"in-process:       {total} requests, {args.threads} threads: {rate:.0f} requests/s (lost {lost})"
         )
 
-    seed_file = Path("/tmp/toloka-emulator-bench-seed.json")
+    seed_dir = tempfile.TemporaryDirectory()
+    seed_file = Path(seed_dir.name) / "bench-seed.json"
     seed_file.write_text(json.dumps(seed(args.threads, pools, "2")))
     server = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_toloka.emulator", "--port", "0", "--seed", str(seed_file)],
@@ -85,6 +87,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=15)
+        seed_dir.cleanup()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_both_authorization_schemes_are_accepted(toloka_emulator, scheme):
 
 
 def test_archive_runs_pending_then_running_then_success_and_archives_the_pool(toloka_emulator, api):
-    toloka_emulator.operation_duration = 1.0
+    toloka_emulator.operation_duration = 1.5  # RUNNING from 0.15 s to 1.5 s: room for two slow reads
     toloka_emulator.add_pool("10", project_id="1")
 
     submitted = api.post("/pools/10/archive")

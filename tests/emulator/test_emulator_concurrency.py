@@ -8,10 +8,12 @@ from collections import Counter
 import requests
 
 THREADS = 16
-POOLS_PER_THREAD = 100  # three requests each: archive, read the pool, read the operation
+# Three requests per pool (archive, read the pool, read the operation): 2400 in all. In-process, the server
+# thread shares the GIL with every client thread, so more only slows the suite; bench_emulator.py runs 4800.
+POOLS_PER_THREAD = 50
 
 
-def test_16_threads_archiving_and_reading_lose_and_duplicate_nothing(toloka_emulator):
+def test_many_threads_archiving_and_reading_lose_and_duplicate_nothing(toloka_emulator):
     toloka_emulator.operation_duration = 0.05
     for thread in range(THREADS):
         for index in range(POOLS_PER_THREAD):
