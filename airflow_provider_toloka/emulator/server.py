@@ -87,7 +87,8 @@ class TolokaEmulator:
         if not self.tokens:
             raise ValueError("TolokaEmulator needs at least one token")
         self.host, self.port = host, port
-        self._state = EmulatorState(operation_duration)
+        self._state = EmulatorState()
+        self.operation_duration = operation_duration
         self._faults = FaultPlan()
         self._limiter = RateLimiter()
         self._log = RequestLog()
@@ -231,6 +232,8 @@ class TolokaEmulator:
 
     @operation_duration.setter
     def operation_duration(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"operation_duration must be 0 or more seconds, got {seconds}")
         self._state.operation_duration = seconds
 
     # --- trouble ----------------------------------------------------------------------------------

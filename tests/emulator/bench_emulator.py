@@ -110,9 +110,7 @@ def main() -> None:
         server.stdout.readline()
         conn = json.loads(server.stdout.readline().partition("=")[2].strip().strip("'"))
         rate = hammer_light(conn["host"], conn["password"], args.threads, pools, "2")
-        print(
-            f"separate process, http.client: {total} requests, {args.threads} threads: {rate:.0f} requests/s"
-        )
+        print(f"separate process, http.client: {total} requests, {args.threads} threads: {rate:.0f}/s")
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -311,3 +311,5 @@ def test_python_api_rejects_what_toloka_would_not_hold(toloka_emulator):
         toloka_emulator.add_pool("10", project_id="1", last_rejection=dt.datetime(2024, 1, 1))
     with pytest.raises(KeyError, match="Pool 10 does not exist"):
         toloka_emulator.object("pool", "10")
+    with pytest.raises(ValueError, match="operation_duration"):
+        toloka_emulator.operation_duration = -1
