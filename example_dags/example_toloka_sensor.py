@@ -20,7 +20,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["toloka", "example"],
-    params={"pool_id": Param("2101", type="string", description="A closed pool to archive")},
+    params={"pool_id": Param("2401", type="string", description="A closed pool to archive")},
     default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
 ) as dag:
     archive = TolokaArchivePoolOperator(

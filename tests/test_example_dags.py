@@ -49,5 +49,5 @@ def test_archive_example_archives_pools_training_and_project(airflow_db, demo):
 def test_sensor_example_waits_for_the_operation(airflow_db, demo):
     run = load_dag("example_toloka_sensor").test()
     assert run.state == "success"
-    assert demo.object("pool", "2101")["status"] == "ARCHIVED"
+    assert demo.object("pool", "2401")["status"] == "ARCHIVED"
     assert len(demo.operations(type="POOL.ARCHIVE")) == 1

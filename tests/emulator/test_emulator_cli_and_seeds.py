@@ -27,14 +27,11 @@ def test_the_demo_seed_holds_both_demo_projects():
     emulator = TolokaEmulator(seed="demo")  # seeding needs no running server
 
     assert emulator.object("project", "1001")["status"] == "ACTIVE"
-    assert [emulator.object("pool", pid)["status"] for pid in ("2001", "2002", "2003")] == [
-        "CLOSED",
-        "CLOSED",
-        "OPEN",
-    ]
+    assert [emulator.object("pool", pid)["status"] for pid in ("2001", "2002")] == ["CLOSED", "CLOSED"]
     assert emulator.object("training", "3001")["main_pool_ids"] == ["2001", "2002"]
     assert emulator.object("pool", "2101")["project_id"] == "1002"
     assert emulator.object("training", "3101")["main_pool_ids"] == ["2101"]
+    assert emulator.object("pool", "2401")["project_id"] == "1004"
 
 
 def test_a_seed_file_loads_rejections_and_links(tmp_path, toloka_emulator, api):
