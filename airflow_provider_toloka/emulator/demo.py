@@ -24,22 +24,22 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
 def _objects(seed: Path) -> list[tuple[str, str]]:
     data = json.loads(seed.read_text(encoding="utf-8"))
-    return [(kind[:-1], str(entry["id"])) for kind in ("projects", "pools", "trainings") for entry in data[kind]]
+    kinds = ("projects", "pools", "trainings")
+    return [(kind[:-1], str(entry["id"])) for kind in kinds for entry in data[kind]]
 
 
 def _statuses(emulator: TolokaEmulator, objects: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return {obj: emulator.object(*obj)["status"] for obj in objects}
 
 
-def _dag_ids(env: dict[str, str]) -> list[str]:
-    listed = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "list", "--output", "json", "--local"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return sorted(dag["dag_id"] for dag in json.loads(listed.stdout))
+def _dag_ids(dag_folder: str) -> list[str]:
+    """Parse the folder the way the DAG processor would; refuse to go on if any file fails to import."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=dag_folder)
+    if bag.import_errors:
+        raise SystemExit(f"DAG files failed to import: {bag.import_errors}")
+    return sorted(bag.dag_ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW_CONN_TOLOKA_DEFAULT": emulator.airflow_conn_json(),
         }
+        os.environ.update(env)  # this process parses the DAGs too
         print(f"Toloka emulator at {emulator.url}; AIRFLOW_HOME={home}", flush=True)
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
         )
         before = _statuses(emulator, objects)
         results: dict[str, tuple[int, float]] = {}
-        for dag_id in _dag_ids(env):
+        for dag_id in _dag_ids(args.dags):
             print(f"airflow dags test {dag_id} ...", flush=True)
             started = time.monotonic()
             run = subprocess.run(
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'object':<16} {'before':<10} after")
     for kind, object_id in objects:
         print(f"  {kind + ' ' + object_id:<16} {before[(kind, object_id)]:<10} {after[(kind, object_id)]}")
-    print(f"\n{len(operations)} operations started: " + ", ".join(sorted({op['type'] for op in operations})))
+    print(f"\n{len(operations)} operations started: " + ", ".join(sorted({op["type"] for op in operations})))
     return 1 if any(code for code, _ in results.values()) else 0
 
 
