@@ -5,8 +5,9 @@ Toloka keeps refusing, and every 429 costs a request and a retry. ``SharedThrott
 by the hook before each request (``TolokaHook(throttle=...)``) and told about each answer:
 
 - a 429 pauses every thread until its ``Retry-After`` (or one second) has passed, and
-- it sets a pace just under the rate Toloka was accepting when it refused (answers seen in the
-  last second, minus 10 %), so the task settles below the limit instead of bursting into it again.
+- it sets a pace just under the rate Toloka was accepting when it refused (requests sent in the
+  last second that were not refused, minus 10 %; 10 % less again for each later second with a
+  429), so the task settles below the limit instead of bursting into it again.
   The pace creeps back up by 2 % for each second without a 429, in case the refusal was someone
   else's burst on the same account.
 
@@ -48,7 +49,8 @@ class SharedThrottle:
         self._rate: float | None = None
         self._slowed_at = 0.0
         self._grown_at = 0.0
-        self._answers: collections.deque[float] = collections.deque()
+        self._sent: collections.deque[float] = collections.deque()
+        self._refused_recently: list[float] = []
         self.refusals = 0
 
     @property
@@ -69,23 +71,25 @@ class SharedThrottle:
                 time.sleep(start - now)
             with self._lock:
                 # A 429 that arrived while this thread slept pauses it too.
-                if self._resume_at <= time.monotonic():
+                now = time.monotonic()
+                if self._resume_at <= now:
+                    self._sent.append(now)
                     return
 
     def after_response(self, status_code: int, retry_after: float | None) -> None:
-        """Count an accepted answer, or on a 429 pause everyone and slow the pace by 10 %."""
+        """On a 429, pause everyone and set or slow the pace; other answers need nothing."""
+        if status_code != 429:
+            return
         now = time.monotonic()
         with self._lock:
-            while self._answers and self._answers[0] <= now - 1.0:
-                self._answers.popleft()
-            if status_code != 429:
-                self._answers.append(now)
-                return
+            while self._sent and self._sent[0] <= now - 1.0:
+                self._sent.popleft()
             self.refusals += 1
+            self._refused_recently = [t for t in self._refused_recently if t > now - 1.0] + [now]
             pause = self.default_pause if retry_after is None else retry_after
             self._resume_at = max(self._resume_at, now + pause)
             if self._rate is None:
-                observed = len(self._answers) * self.headroom
+                observed = (len(self._sent) - len(self._refused_recently)) * self.headroom
                 if observed >= self.min_rate:
                     self._rate, self._slowed_at = observed, now
             elif now - self._slowed_at >= 1.0:

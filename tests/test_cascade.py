@@ -78,7 +78,8 @@ def test_archived_objects_are_skipped(emu):
 
     summary, _ = cascade()
 
-    assert "100" in summary["pools"]["skipped"] and "100" not in summary["pools"]["archived"]
+    assert "100" in summary["pools"]["skipped"]
+    assert "100" not in summary["pools"]["archived"]
     assert summary["trainings"]["skipped"] == ["902"]
     assert not any(r.path.endswith("/pools/100/archive") for r in posts(emu))
 
@@ -96,7 +97,8 @@ def test_open_and_locked_objects_stop_it_before_any_change(emu):
     for line in ("pool 105 (OPEN)", "pool 130 (OPEN)", "pool 131 (LOCKED)", "training 901 (OPEN)"):
         assert line in message
     assert "close_open=True" in message
-    assert posts(emu) == [] and posts(emu, "close") == []
+    assert posts(emu) == []
+    assert posts(emu, "close") == []
 
 
 def test_close_open_closes_first_then_archives(emu):
@@ -105,7 +107,8 @@ def test_close_open_closes_first_then_archives(emu):
 
     summary, _ = cascade(close_open=True)
 
-    assert summary["pools"]["closed"] == ["105"] and summary["trainings"]["closed"] == ["902"]
+    assert summary["pools"]["closed"] == ["105"]
+    assert summary["trainings"]["closed"] == ["902"]
     assert "105" in summary["pools"]["archived"]
     assert emu.object("pool", "105")["status"] == "ARCHIVED"
     assert emu.object("project", "7")["status"] == "ARCHIVED"
@@ -140,7 +143,8 @@ def test_dry_run_returns_the_plan_and_sends_no_post(emu):
 
     result, _ = cascade(dry_run=True, close_open=True)
 
-    assert [r.method for r in emu.requests] and {r.method for r in emu.requests} == {"GET"}
+    assert [r.method for r in emu.requests]
+    assert {r.method for r in emu.requests} == {"GET"}
     plan = result["plan"]
     assert plan["close"] == {"pools": ["105"], "trainings": []}
     assert plan["archive"]["pools"] == POOLS[1:]
@@ -157,7 +161,8 @@ def test_a_failed_pool_stops_it_and_a_retry_continues(emu):
         cascade(max_concurrency=4)
 
     message, summary = str(caught.value), caught.value.summary
-    assert "could not archive pool 120" in message and "injected" in message
+    assert "could not archive pool 120" in message
+    assert "injected" in message
     assert "120" in summary["not_archived"]["pools"]
     assert summary["not_archived"]["trainings"] == list(TRAININGS)
     assert set(summary["pools"]["archived"]) | set(summary["not_archived"]["pools"]) == set(POOLS)

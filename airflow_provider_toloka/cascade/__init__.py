@@ -7,12 +7,11 @@ ties them together for ``TolokaArchiveProjectOperator(cascade=True)``.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 
-from airflow_provider_toloka.cascade.execute import CascadeRunner
+from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
 from airflow_provider_toloka.cascade.plan import CascadePlan, check_preflight, plan_cascade
 
 if TYPE_CHECKING:
@@ -27,9 +26,9 @@ def archive_project_cascade(
     *,
     close_open: bool = False,
     dry_run: bool = False,
-    max_concurrency: int = 64,
+    max_concurrency: int = 128,
     poll_interval: float = 10.0,
-    log: logging.Logger,
+    log: Log,
 ) -> dict[str, Any]:
     """List, plan, check, then (unless ``dry_run``) close and archive; return the summary or the plan."""
     project = hook.get_project(project_id)

@@ -11,12 +11,11 @@ was archived and what was not. Archive is idempotent, so a retry plans again and
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_toloka.cascade.watch import OperationWatcher
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed
@@ -30,10 +29,18 @@ DONE, SKIPPED, NOT_ATTEMPTED = "done", "skipped", "not attempted"
 _SHOWN_IDS = 20
 
 
+class Log(Protocol):
+    """The part of a logger the cascade uses (Airflow's task logger is not a ``logging.Logger``)."""
+
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+
 class Progress:
     """``pools archived 120/1000`` lines: at every 10 % step, or every 10 s, whichever comes first."""
 
-    def __init__(self, log: logging.Logger, label: str, total: int, every: float = 10.0) -> None:
+    def __init__(self, log: Log, label: str, total: int, every: float = 10.0) -> None:
         self.log, self.label, self.total, self.every = log, label, total, every
         self.count = 0
         self._logged_at = time.monotonic()
@@ -55,9 +62,7 @@ class CascadeRunner:
     :param poll_interval: longest pause between polls of running operations.
     """
 
-    def __init__(
-        self, hook: TolokaHook, *, max_concurrency: int, poll_interval: float, log: logging.Logger
-    ) -> None:
+    def __init__(self, hook: TolokaHook, *, max_concurrency: int, poll_interval: float, log: Log) -> None:
         self.hook = hook
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval

@@ -39,7 +39,7 @@ class OperationWatcher:
         nothing finished (long operations cost few requests), and drops back once something finishes.
     """
 
-    def __init__(self, hook: TolokaHook, *, min_interval: float = 0.5, max_interval: float = 10.0) -> None:
+    def __init__(self, hook: TolokaHook, *, min_interval: float = 0.25, max_interval: float = 10.0) -> None:
         self.hook = hook
         self.min_interval = min(min_interval, max_interval)
         self.max_interval = max_interval
