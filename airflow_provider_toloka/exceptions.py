@@ -122,3 +122,27 @@ class TolokaOperationTimeout(TolokaError):
             f"{operation.get('status')} at {operation.get('progress', 0)}% after {timeout:g} s of waiting. "
             "It keeps running in Toloka: wait for it with TolokaOperationSensor, or raise the timeout."
         )
+
+
+class TolokaCascadeBlocked(TolokaError):
+    """A cascade archive found objects it cannot archive; nothing was changed."""
+
+    def __init__(self, project_id: str, blockers: list[Any]) -> None:
+        self.project_id = project_id
+        self.blockers = blockers
+        lines = "\n".join(f"  - {blocker}" for blocker in blockers)
+        super().__init__(
+            f"Cannot archive project {project_id}: {len(blockers)} object(s) stand in the way, and "
+            f"nothing was changed:\n{lines}"
+        )
+
+
+class TolokaCascadeFailed(TolokaError):
+    """A cascade archive stopped part-way; ``summary`` says what was archived and what was not.
+
+    Retrying the task continues: archived objects are skipped, running archives are waited on.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        super().__init__(message)

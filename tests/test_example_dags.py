@@ -51,3 +51,11 @@ def test_sensor_example_waits_for_the_operation(airflow_db, demo):
     assert run.state == "success"
     assert demo.object("pool", "2401")["status"] == "ARCHIVED"
     assert len(demo.operations(type="POOL.ARCHIVE")) == 1
+
+
+def test_cascade_example_closes_and_archives_the_whole_project(airflow_db, demo):
+    run = load_dag("example_toloka_cascade").test()
+    assert run.state == "success"
+    for kind, object_id in [("pool", "2201"), ("pool", "2204"), ("training", "3201"), ("project", "1003")]:
+        assert demo.object(kind, object_id)["status"] == "ARCHIVED"
+    assert [op["parameters"]["pool_id"] for op in demo.operations(type="POOL.CLOSE")] == ["2204"]

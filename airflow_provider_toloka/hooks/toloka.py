@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pendulum
 import requests
@@ -34,6 +34,9 @@ from airflow_provider_toloka.validation import (
     validate_optional_seconds,
     validate_seconds,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.throttle import Throttle
 
 ObjectKind = Literal["project", "pool", "training"]
 
@@ -70,6 +73,8 @@ class TolokaHook(BaseHook):
         (default: connection extra, else 5). Other 4xx answers are never retried.
     :param retry_min_wait: first back-off delay in seconds; it doubles up to ``retry_max_wait``.
     :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
+    :param throttle: consulted before every request and told every answer's status, so threads
+        sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own.
     """
 
     conn_name_attr = "toloka_conn_id"
@@ -85,6 +90,7 @@ class TolokaHook(BaseHook):
         max_retries: int | None = None,
         retry_min_wait: float = 1.0,
         retry_max_wait: float = 30.0,
+        throttle: Throttle | None = None,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
@@ -92,6 +98,7 @@ class TolokaHook(BaseHook):
         self._max_retries = None if max_retries is None else validate_count("max_retries", max_retries)
         self.retry_min_wait = validate_seconds("retry_min_wait", retry_min_wait)
         self.retry_max_wait = validate_seconds("retry_max_wait", retry_max_wait)
+        self.throttle = throttle
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(toloka_conn_id={self.toloka_conn_id!r})"
@@ -175,6 +182,8 @@ class TolokaHook(BaseHook):
 
     def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
         url = self.settings.api_url + path
+        if self.throttle is not None:
+            self.throttle.before_request()
         response = self._session.request(
             method,
             url,
@@ -183,6 +192,10 @@ class TolokaHook(BaseHook):
             # A redirect could carry the token to a host the user never configured.
             allow_redirects=False,
         )
+        if self.throttle is not None:
+            self.throttle.after_response(
+                response.status_code, parse_retry_after(response.headers.get("Retry-After"))
+            )
         if response.status_code == 204:
             return None
         if 300 <= response.status_code < 400:
@@ -284,6 +297,14 @@ class TolokaHook(BaseHook):
                 if str((operation.get("parameters") or {}).get(param)) == object_id:
                     return dict(operation)
         return None
+
+    def recent_operations(self, op_type: str) -> list[dict[str, Any]]:
+        """The newest operations of one type (``POOL.ARCHIVE``), newest first: one page, one request.
+
+        Lets a caller waiting on many operations read them all at once instead of one by one.
+        """
+        params = {"type": op_type, "sort": "-submitted", "limit": PAGE_LIMIT}
+        return list((self._request("GET", "/operations", params=params) or {}).get("items", []))
 
     # -- read ---------------------------------------------------------------------------------
 

@@ -17,12 +17,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
-from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
+from airflow_provider_toloka.validation import (
+    validate_count,
+    validate_id,
+    validate_optional_seconds,
+    validate_seconds,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
+
+# Chosen with benchmarks/bench_cascade.py: the fastest of 64, 128, 256 against a 100 requests/s
+# limit with 0.5 s operations; waiting threads are cheap (they block on an event, not on HTTP).
+DEFAULT_MAX_CONCURRENCY = 128
+# The watcher reads operations 300 to a page; more in flight would fall back to one read each.
+MAX_CONCURRENCY = 300
 
 
 class TolokaArchiveOperator(BaseOperator):
@@ -86,18 +97,80 @@ class TolokaArchiveOperator(BaseOperator):
 
 
 class TolokaArchiveProjectOperator(TolokaArchiveOperator):
-    """Archive a Toloka project. Every pool and training of it must be archived first.
+    """Archive a Toloka project. Every pool and training of it must be archived first, or pass ``cascade``.
 
     :param project_id: the project's id (templated).
+    :param cascade: archive the project's pools, then its trainings, then the project, in this one
+        task (see ``docs/cascade.md``). Stops before changing anything if an object cannot be
+        archived, listing them all. Always waits for every operation.
+    :param close_open: with ``cascade``, close open pools and trainings first instead of refusing.
+    :param dry_run: with ``cascade``, log and return the plan; send no close or archive request.
+    :param max_concurrency: with ``cascade``, operations in flight at once (1-300). A 429 slows
+        every worker down together.
     """
 
     object_kind = "project"
     id_field = "project_id"
     template_fields: Sequence[str] = ("project_id", "toloka_conn_id")
 
-    def __init__(self, *, project_id: str | int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        project_id: str | int,
+        cascade: bool = False,
+        close_open: bool = False,
+        dry_run: bool = False,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.project_id = project_id
+        self.cascade = cascade
+        self.close_open = close_open
+        # Not ``self.dry_run``: BaseOperator has a ``dry_run()`` method.
+        self.plan_only = dry_run
+        self.max_concurrency = validate_count("max_concurrency", max_concurrency, minimum=1)
+        if self.max_concurrency > MAX_CONCURRENCY:
+            raise ValueError(
+                f"max_concurrency={max_concurrency} is not valid: pass at most {MAX_CONCURRENCY}, so the "
+                "operations in flight fit one page of Toloka's operation list."
+            )
+        for name, value in (("close_open", close_open), ("dry_run", dry_run)):
+            if value and not cascade:
+                raise ValueError(f"{name}=True needs cascade=True: pass cascade=True, or drop {name}.")
+        if cascade and not self.wait_for_completion:
+            raise ValueError(
+                "wait_for_completion=False does not go with cascade=True: the project can only be "
+                "archived after its pools' archives finish. Drop one of them."
+            )
+
+    @cached_property
+    def hook(self) -> TolokaHook:
+        from airflow_provider_toloka.hooks.toloka import TolokaHook
+        from airflow_provider_toloka.throttle import SharedThrottle
+
+        # The cascade's workers share one pace, so a 429 slows them all instead of each alone.
+        throttle = SharedThrottle() if self.cascade else None
+        return TolokaHook(toloka_conn_id=self.toloka_conn_id, throttle=throttle)
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        if not self.cascade:
+            return super().execute(context)
+        from airflow_provider_toloka.cascade import archive_project_cascade
+
+        summary = archive_project_cascade(
+            self.hook,
+            validate_id("project_id", self.project_id),
+            close_open=self.close_open,
+            dry_run=self.plan_only,
+            max_concurrency=self.max_concurrency,
+            poll_interval=self.poll_interval,
+            log=self.log,
+        )
+        operation = summary.get("project", {}).get("operation")
+        if operation:
+            context["ti"].xcom_push(key="operation_id", value=operation["id"])
+        return summary
 
 
 class TolokaArchivePoolOperator(TolokaArchiveOperator):

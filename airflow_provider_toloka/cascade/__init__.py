@@ -1,0 +1,51 @@
+"""Archive a whole Toloka project in one task: plan, preflight, then close and archive concurrently.
+
+``plan`` decides what to do from the listed objects (pure), ``watch`` waits on many operations
+with few requests, ``execute`` runs the plan on a bounded thread pool. ``archive_project_cascade``
+ties them together for ``TolokaArchiveProjectOperator(cascade=True)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+
+from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
+from airflow_provider_toloka.cascade.plan import CascadePlan, check_preflight, plan_cascade
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+__all__ = ["CascadePlan", "archive_project_cascade", "plan_cascade"]
+
+
+def archive_project_cascade(
+    hook: TolokaHook,
+    project_id: str,
+    *,
+    close_open: bool = False,
+    dry_run: bool = False,
+    max_concurrency: int = 128,
+    poll_interval: float = 10.0,
+    log: Log,
+) -> dict[str, Any]:
+    """List, plan, check, then (unless ``dry_run``) close and archive; return the summary or the plan."""
+    project = hook.get_project(project_id)
+    plan = plan_cascade(
+        project,
+        hook.list_pools(project_id),
+        hook.list_trainings(project_id),
+        close_open=close_open,
+        now=pendulum.now("UTC"),
+    )
+    log.info("%s", plan.describe())
+    if dry_run:
+        for blocker in plan.blockers:
+            log.warning("Blocked: %s", blocker)
+        log.info("Dry run: nothing was changed.")
+        check_preflight(plan)
+        return {"dry_run": True, "plan": plan.to_dict()}
+    check_preflight(plan)
+    runner = CascadeRunner(hook, max_concurrency=max_concurrency, poll_interval=poll_interval, log=log)
+    return runner.run(plan)

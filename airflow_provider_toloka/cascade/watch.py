@@ -1,0 +1,103 @@
+"""Waiting on many operations with a few requests instead of one poll per operation.
+
+Each worker thread that started an operation hands it to the watcher and blocks. One thread (the
+cascade's main loop) calls ``poll()``: per operation type it reads the newest page of operations
+(``GET /operations?type=…&sort=-submitted``, up to 300 at once) and wakes every worker whose
+operation finished. An operation missing from that page (other clients' operations crowded it out)
+is read on its own, so correctness never depends on the page.
+
+Against a limit of 100 requests a second this matters: polling each of 1000 operations at least
+once costs 1000 requests, 10 s of the budget; reading them by page costs a few dozen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_toloka.operation import is_terminal
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+
+@dataclass
+class _Waiter:
+    operation: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class OperationWatcher:
+    """Batched polling of operations for many waiting threads.
+
+    :param min_interval: seconds between polls while operations keep finishing.
+    :param max_interval: longest pause between polls; the pause doubles towards it while polls find
+        nothing finished (long operations cost few requests), and drops back once something finishes.
+    """
+
+    def __init__(self, hook: TolokaHook, *, min_interval: float = 0.25, max_interval: float = 10.0) -> None:
+        self.hook = hook
+        self.min_interval = min(min_interval, max_interval)
+        self.max_interval = max_interval
+        self._interval = self.min_interval
+        self._due = 0.0
+        self._lock = threading.Lock()
+        self._waiters: dict[str, _Waiter] = {}
+
+    def wait(self, operation: dict[str, Any]) -> dict[str, Any]:
+        """Block the calling worker until ``poll()`` sees the operation finished; return it."""
+        waiter = _Waiter(operation)
+        with self._lock:
+            if not self._waiters:
+                self._due = time.monotonic() + self.min_interval
+            self._waiters[operation["id"]] = waiter
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.operation
+
+    def seconds_until_due(self) -> float:
+        with self._lock:
+            if not self._waiters:
+                return self.min_interval
+            return max(0.0, self._due - time.monotonic())
+
+    def poll(self) -> None:
+        """Read the operations being waited on, if a poll is due; wake the workers of finished ones."""
+        with self._lock:
+            if not self._waiters or time.monotonic() < self._due:
+                return
+            waiting = dict(self._waiters)
+        finished = self._read(waiting)
+        with self._lock:
+            for operation in finished:
+                waiter = self._waiters.pop(operation["id"])
+                waiter.operation = operation
+                waiter.done.set()
+            self._interval = self.min_interval if finished else min(self._interval * 2, self.max_interval)
+            self._due = time.monotonic() + self._interval
+
+    def abort(self, error: BaseException) -> None:
+        """Wake every waiting worker with ``error`` (polling itself failed)."""
+        with self._lock:
+            for waiter in self._waiters.values():
+                waiter.error = error
+                waiter.done.set()
+            self._waiters.clear()
+
+    def _read(self, waiting: dict[str, _Waiter]) -> list[dict[str, Any]]:
+        by_type: dict[str, set[str]] = defaultdict(set)
+        for operation_id, waiter in waiting.items():
+            by_type[str(waiter.operation.get("type"))].add(operation_id)
+        finished = []
+        for op_type, ids in by_type.items():
+            seen = {op["id"]: op for op in self.hook.recent_operations(op_type) if op.get("id") in ids}
+            for operation_id in ids:
+                operation = seen.get(operation_id) or self.hook.get_operation(operation_id)
+                if is_terminal(operation):
+                    finished.append(operation)
+        return finished

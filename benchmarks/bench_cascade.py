@@ -1,0 +1,218 @@
+"""Cascade archive vs the naive loop, on a project of 1000 pools and 50 trainings under a rate limit.
+
+    .venv/bin/python benchmarks/bench_cascade.py [--concurrency 64] [--naive-pools 100]
+
+Each run gets a fresh emulator in its own process (so the emulator's event loop and the client's
+threads do not share a GIL), seeded with 1000 closed pools and 50 closed trainings each linked to
+20 of them; 20 ms latency per request, operations take 0.5 s, 100 requests a second before 429.
+
+- cascade: ``TolokaArchiveProjectOperator(cascade=True)``, the whole project.
+- threads + per-object wait: the same thread pool and shared throttle, but each worker polls its
+  own operation with ``hook.wait_for_operation`` (what the cascade would do without the watcher).
+- naive: one pool at a time, archive then poll every second until done, as toloka-kit's
+  ``archive_pool`` does. Too slow to run in full: it runs the first ``--naive-pools`` pools and
+  extrapolates per object to all 1051 objects (labelled as such).
+
+Requests are counted on the client (every answer, 429s included). The lower bound is the archive
+requests needed (one per object) plus the list pages, divided by the rate limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="toloka-bench-airflow-"))
+
+POOLS, TRAININGS, POOLS_PER_TRAINING = 1000, 50, 20
+LATENCY, OPERATION_DURATION, RATE_LIMIT = 0.02, 0.5, 100.0
+PROJECT = "1"
+
+
+def write_seed(directory: Path) -> Path:
+    pools = [{"id": str(10_000 + i), "project_id": PROJECT, "status": "CLOSED"} for i in range(POOLS)]
+    trainings = [
+        {
+            "id": str(50_000 + t),
+            "project_id": PROJECT,
+            "status": "CLOSED",
+            "linked_pool_ids": [
+                p["id"] for p in pools[t * POOLS_PER_TRAINING : (t + 1) * POOLS_PER_TRAINING]
+            ],
+        }
+        for t in range(TRAININGS)
+    ]
+    path = directory / "bench-seed.json"
+    path.write_text(json.dumps({"projects": [{"id": PROJECT}], "pools": pools, "trainings": trainings}))
+    return path
+
+
+@contextmanager
+def emulator(seed: Path) -> Iterator[str]:
+    """A fresh emulator process; yields its base URL."""
+    command = [
+        sys.executable, "-m", "airflow_provider_toloka.emulator", "--port", "0", "--seed", str(seed),
+        "--operation-duration", str(OPERATION_DURATION), "--rate-limit", str(RATE_LIMIT),
+        "--latency", str(LATENCY),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split("serving ", 1)[1].split("/api/v1", 1)[0]
+        os.environ["AIRFLOW_CONN_TOLOKA_DEFAULT"] = json.dumps(
+            {"conn_type": "toloka", "host": url, "password": "test-token", "extra": {"auth_scheme": "OAuth"}}
+        )
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def counted(hook: Any) -> Counter[int]:
+    """Count every answer the hook's session receives, by status."""
+    statuses: Counter[int] = Counter()
+    hook.get_conn().hooks["response"].append(
+        lambda response, *args, **kwargs: statuses.update([response.status_code])
+    )
+    return statuses
+
+
+class _TI:
+    def xcom_push(self, key: str, value: object) -> None:
+        pass
+
+
+def run_cascade(concurrency: int) -> tuple[Counter[int], int, str]:
+    from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
+
+    operator = TolokaArchiveProjectOperator(
+        task_id="bench", project_id=PROJECT, cascade=True, max_concurrency=concurrency
+    )
+    statuses = counted(operator.hook)
+    summary = operator.execute({"ti": _TI()})  # type: ignore[arg-type]
+    done = len(summary["pools"]["archived"]) + len(summary["trainings"]["archived"]) + 1
+    return statuses, done, f"cascade, max_concurrency={concurrency}"
+
+
+def run_threads_per_object_wait(concurrency: int) -> tuple[Counter[int], int, str]:
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+    from airflow_provider_toloka.throttle import SharedThrottle
+
+    hook = TolokaHook(throttle=SharedThrottle())
+    statuses = counted(hook)
+
+    def archive(kind: str, object_id: str) -> None:
+        operation = hook.archive(kind, object_id)  # type: ignore[arg-type]
+        if operation is not None:
+            hook.wait_for_operation(operation["id"], poll_interval=10)
+
+    pools = [p["id"] for p in hook.list_pools(PROJECT)]
+    trainings = [t["id"] for t in hook.list_trainings(PROJECT)]
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda i: archive("pool", i), pools))
+        list(pool.map(lambda i: archive("training", i), trainings))
+    archive("project", PROJECT)
+    return statuses, len(pools) + len(trainings) + 1, f"threads + per-object wait, {concurrency} threads"
+
+
+def run_naive(limit: int) -> tuple[Counter[int], int, str]:
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+    from airflow_provider_toloka.operation import is_terminal
+
+    hook = TolokaHook()
+    statuses = counted(hook)
+    pools = [p["id"] for p in hook.list_pools(PROJECT)][:limit]
+    for pool_id in pools:
+        operation = hook.archive_pool(pool_id)
+        while operation is not None and not is_terminal(operation):
+            time.sleep(1.0)
+            operation = hook.get_operation(operation["id"])
+    return statuses, len(pools), f"naive loop, first {limit} pools"
+
+
+def measure(run: Callable[[], tuple[Counter[int], int, str]], seed: Path) -> dict[str, Any]:
+    with emulator(seed):
+        started = time.perf_counter()
+        statuses, objects, label = run()
+        wall = time.perf_counter() - started
+    return {"label": label, "wall": wall, "statuses": statuses, "objects": objects}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--concurrency", default="64", help="comma-separated max_concurrency values (default 64)"
+    )
+    parser.add_argument(
+        "--naive-pools", type=int, default=100, help="pools the naive loop runs (default 100)"
+    )
+    parser.add_argument("--skip-per-object", action="store_true", help="skip the per-object-wait variant")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    total_objects = POOLS + TRAININGS + 1
+    needed = total_objects + math.ceil(POOLS / 300) + math.ceil(TRAININGS / 300) + 1
+    bound = needed / RATE_LIMIT
+    runs: list[Callable[[], tuple[Counter[int], int, str]]] = []
+    for value in args.concurrency.split(","):
+        runs.append(lambda c=int(value): run_cascade(c))
+        if not args.skip_per_object:
+            runs.append(lambda c=int(value): run_threads_per_object_wait(c))
+    runs.append(lambda: run_naive(args.naive_pools))
+
+    with tempfile.TemporaryDirectory() as directory:
+        seed = write_seed(Path(directory))
+        results = [measure(run, seed) for run in runs]
+
+    print(
+        f"\n{POOLS} pools + {TRAININGS} trainings + 1 project; latency {LATENCY * 1000:g} ms, operations "
+        f"{OPERATION_DURATION:g} s, limit {RATE_LIMIT:g} req/s"
+    )
+    print(
+        f"lower bound: {needed} requests ({total_objects} archives + list/read pages) "
+        f"/ {RATE_LIMIT:g} = {bound:.1f} s\n"
+    )
+    header = f"{'approach':<42} {'objects':>7} {'wall s':>8} {'requests':>8} {'429s':>5} {'x bound':>7}"
+    print(header)
+    print("-" * len(header))
+    cascade_wall = None
+    for result in results:
+        requests = sum(result["statuses"].values())
+        refused = result["statuses"][429]
+        wall = result["wall"]
+        print(
+            f"{result['label']:<42} {result['objects']:>7} {wall:>8.1f} {requests:>8} {refused:>5} "
+            f"{wall / bound:>7.2f}"
+        )
+        if result["label"].startswith("cascade") and cascade_wall is None:
+            cascade_wall = wall
+        if result["label"].startswith("naive"):
+            per_object = wall / result["objects"]
+            full = per_object * total_objects
+            print(
+                f"{'naive loop, extrapolated to all objects':<42} {total_objects:>7} {full:>8.0f} "
+                f"{'~' + str(round(requests / result['objects'] * total_objects)):>8} {'':>5} "
+                f"{full / bound:>7.1f}"
+            )
+            if cascade_wall:
+                print(f"\ncascade is {full / cascade_wall:.0f}x faster than the naive loop (extrapolated)")
+
+
+if __name__ == "__main__":
+    main()
