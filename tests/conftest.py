@@ -14,8 +14,6 @@ os.environ.pop("AIRFLOW_CONN_TOLOKA_DEFAULT", None)
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["airflow_provider_toloka.emulator.pytest_plugin"]
-
 
 @pytest.fixture
 def toloka_conn(toloka_emulator, monkeypatch):
