@@ -19,8 +19,8 @@ from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.xcom import BaseXCom
 
 if TYPE_CHECKING:
-    from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.sdk import BaseOperator, Context
+    from airflow.sdk.types import TaskInstanceKey
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 
@@ -57,7 +57,7 @@ def operation_page_url(hook: TolokaHook, operation: dict[str, Any]) -> str | Non
 class TolokaLink(BaseOperatorLink):
     """Shared behaviour: the URL travels in XCom under ``xcom_key``, pushed by ``persist``."""
 
-    name: ClassVar[str]  # type: ignore[misc]
+    name: ClassVar[str]
     key: ClassVar[str]
 
     @property
@@ -70,7 +70,8 @@ class TolokaLink(BaseOperatorLink):
         context["ti"].xcom_push(key=cls.key, value=url)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return BaseXCom.get_value(ti_key=ti_key, key=self.key) or ""
+        # In the worker ``ti_key`` is the running task instance, which has every field XCom needs.
+        return BaseXCom.get_value(ti_key=ti_key, key=self.key) or ""  # type: ignore[arg-type]
 
 
 class TolokaProjectLink(TolokaLink):
