@@ -27,7 +27,7 @@ def load_dag(name: str):
 def test_examples_import_without_errors():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(EXAMPLES), include_examples=False)
+    bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert len(bag.dags) >= 2
 
