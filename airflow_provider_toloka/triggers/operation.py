@@ -183,7 +183,9 @@ class TolokaOperationTrigger(BaseTrigger):
         )
 
     def _event(self, status: EventStatus, operation: dict[str, Any] | None, message: str) -> OperationEvent:
-        return {"status": status, "operation_id": self.operation_id, "operation": operation, "message": message}
+        return OperationEvent(
+            status=status, operation_id=self.operation_id, operation=operation, message=message
+        )
 
 
 def _is_retryable(error: BaseException) -> bool:
