@@ -18,7 +18,6 @@ import pendulum
 from airflow.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_toloka.connection import TolokaConnectionSettings
 from airflow_provider_toloka.events import EventStatus, OperationEvent
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -35,7 +34,7 @@ from airflow_provider_toloka.retry import (
     backoff_delay,
     describe_fault,
 )
-from airflow_provider_toloka.triggers.shared_client import shared_client
+from airflow_provider_toloka.triggers.shared_client import SharedClient, shared_client
 from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 
 # Dropped connections, refused connects, time-outs: faults that may clear up on their own.
@@ -100,7 +99,7 @@ class TolokaOperationTrigger(BaseTrigger):
             except AirflowException as error:  # AirflowNotFoundException, secrets-backend failures
                 message = f"Cannot read connection {self.toloka_conn_id!r}: {error}"
                 return self._event("error", None, message)
-            return await self._poll(_OperationReader(shared.client, shared.settings))
+            return await self._poll(_OperationReader(shared))
 
     async def _poll(self, reader: _OperationReader) -> OperationEvent:
         delays = poll_delays(self.poll_interval)
@@ -183,12 +182,12 @@ def _is_retryable(error: BaseException) -> bool:
 class _OperationReader:
     """One trigger's reads, turning Toloka's answers into data or the provider's exceptions."""
 
-    def __init__(self, client: httpx.AsyncClient, settings: TolokaConnectionSettings) -> None:
-        self.client = client
-        self.settings = settings
+    def __init__(self, shared: SharedClient) -> None:
+        self.shared = shared
+        self.settings = shared.settings
 
     async def get(self, path: str) -> Any:
-        response = await self.client.get(path)
+        response = await self.shared.get(path)
         if response.is_redirect:
             raise TolokaError(
                 f"Toloka answered GET {path} with HTTP {response.status_code} redirecting to "
