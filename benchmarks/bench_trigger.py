@@ -9,7 +9,8 @@ does not share our GIL) and waits for all N operations, each lasting ``--duratio
   overload a single emulator process, which measures the emulator rather than the client).
 
 Every (mode, N) runs in a fresh child process, so peak RSS is its own. The child imports everything,
-says ready, the parent submits the archives, then the child starts all waiters at once and reports:
+says ready, the parent submits the archives from 8 threads and hands each operation id to the child,
+which starts its waiter at once (as a task defers right after submitting), and reports:
 wall time until the last event, events delivered, peak RSS added per waiter, ``GET /operations/{id}``
 requests per waiter, delay from the operation's ``finished`` time to its event, and the lag of a 50 ms
 ticker (an asyncio task for triggers, a thread for the baseline) as a measure of a starved loop.
@@ -74,7 +75,7 @@ def _summary(
     }
 
 
-def _child_trigger(n: int, ids: list[str], poll_interval: float) -> dict:
+def _child_trigger(poll_interval: float) -> dict:
     import httpx
 
     from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
@@ -104,21 +105,25 @@ def _child_trigger(n: int, ids: list[str], poll_interval: float) -> dict:
             trigger = TolokaOperationTrigger(operation_id, poll_interval=poll_interval)
             async for event in trigger.run():
                 done.append((time.time(), event.payload["operation"]))
-            if len(done) == n:
-                finished.set()
 
+        loop = asyncio.get_running_loop()
+        ids = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(ids), sys.stdin)
         base_rss = _rss_mb()
         started = time.time()
         tick = asyncio.create_task(ticker())
-        await asyncio.gather(*(wait(op_id) for op_id in ids))
+        waiters = []
+        while (line := (await ids.readline()).decode().strip()) != "end":
+            waiters.append(asyncio.create_task(wait(line)))  # as a task defers right after submitting
+        await asyncio.gather(*waiters)
         finished.set()
         await tick
-        return _summary("trigger", n, started, base_rss, done, polls, lags)
+        return _summary("trigger", len(waiters), started, base_rss, done, polls, lags)
 
     return asyncio.run(main())
 
 
-def _child_threads(n: int, ids: list[str], api_url: str, token: str) -> dict:
+def _child_threads(api_url: str, token: str) -> dict:
     import requests
 
     lock = threading.Lock()
@@ -155,14 +160,15 @@ def _child_threads(n: int, ids: list[str], api_url: str, token: str) -> dict:
     started = time.time()
     tick = threading.Thread(target=ticker)
     tick.start()
-    threads = [threading.Thread(target=wait, args=(op_id,), daemon=True) for op_id in ids]
-    for thread in threads:
-        thread.start()
+    threads = []
+    while (line := sys.stdin.readline().strip()) != "end":
+        threads.append(threading.Thread(target=wait, args=(line,), daemon=True))
+        threads[-1].start()
     for thread in threads:
         thread.join()
     stop.set()
     tick.join()
-    return _summary("threads", n, started, base_rss, done, polls, lags)
+    return _summary("threads", len(threads), started, base_rss, done, polls, lags)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -177,11 +183,10 @@ def child(args: argparse.Namespace) -> None:
         # stack ~0.3 s) with its first trigger; so does this run, with a wait that ends in a 404.
         asyncio.run(anext(TolokaOperationTrigger("warm-up").run()))
     print("ready", flush=True)
-    ids = json.loads(sys.stdin.readline())
     if args.child == "trigger":
-        result = _child_trigger(len(ids), ids, args.poll_interval)
+        result = _child_trigger(args.poll_interval)
     else:
-        result = _child_threads(len(ids), ids, args.api_url, args.token)
+        result = _child_threads(args.api_url, args.token)
     print(json.dumps(result), flush=True)
 
 
@@ -221,21 +226,27 @@ def start_emulator(total_pools: int, duration: float) -> tuple[subprocess.Popen,
     return proc, match.group(1), conn
 
 
-def submit(api_url: str, token: str, pool_ids: list[str]) -> list[str]:
+def submit(api_url: str, token: str, pool_ids: list[str], to_child: Any) -> None:
+    """Archive the pools from 8 threads, handing each operation id to the child as soon as Toloka answers."""
     import requests
 
     local = threading.local()
+    lock = threading.Lock()
 
-    def archive(pool_id: str) -> str:
+    def archive(pool_id: str) -> None:
         if not hasattr(local, "session"):
             local.session = requests.Session()
             local.session.headers["Authorization"] = f"OAuth {token}"
         response = local.session.post(f"{api_url}/pools/{pool_id}/archive", timeout=60)
         response.raise_for_status()
-        return response.json()["id"]
+        with lock:
+            to_child.write(response.json()["id"] + "\n")
+            to_child.flush()
 
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(archive, pool_ids))
+        list(pool.map(archive, pool_ids))
+    to_child.write("end\n")
+    to_child.flush()
 
 
 def run_one(
@@ -265,9 +276,7 @@ def run_one(
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise RuntimeError(f"{mode} child did not start")
-    ids = submit(api_url, token, pool_ids)
-    proc.stdin.write(json.dumps(ids) + "\n")
-    proc.stdin.flush()
+    submit(api_url, token, pool_ids, proc.stdin)
     result = json.loads(proc.stdout.readline())
     proc.wait()
     return result
