@@ -12,6 +12,15 @@ from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
 
+class RecordingTI:
+    def xcom_push(self, key: str, value: object) -> None:
+        pass
+
+
+def context() -> dict[str, object]:
+    return {"ti": RecordingTI()}
+
+
 @pytest.fixture
 def emu(toloka_conn):
     toloka_conn.add_pool("10", project_id="1", status="CLOSED")
@@ -33,7 +42,7 @@ def test_defers_with_poke_interval_and_the_sensors_timeout(emu):
     operation_id = start_archive(emu)
     before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(operation_id, poke_interval=7, timeout=120).execute({})
+        sensor(operation_id, poke_interval=7, timeout=120).execute(context())
     trigger = deferred.value.trigger
     assert isinstance(trigger, TolokaOperationTrigger)
     _, kwargs = trigger.serialize()
@@ -45,11 +54,11 @@ def test_defers_with_poke_interval_and_the_sensors_timeout(emu):
 def test_a_finished_operation_returns_at_once(emu):
     operation_id = start_archive(emu)
     time.sleep(0.3)
-    assert sensor(operation_id).execute({})["status"] == "SUCCESS"
+    assert sensor(operation_id).execute(context())["status"] == "SUCCESS"
 
 
 def test_no_operation_upstream_returns_none_without_deferring(emu):
-    assert sensor(None).execute({}) is None
+    assert sensor(None).execute(context()) is None
     assert emu.requests == []
 
 
@@ -57,9 +66,9 @@ async def test_resumes_with_the_operation(emu):
     emu.operation_duration = 0.3
     task = sensor(start_archive(emu), poke_interval=0.05)
     with pytest.raises(TaskDeferred) as deferred:
-        task.execute({})
+        task.execute(context())
     [event] = [e.payload async for e in deferred.value.trigger.run()]
-    assert task.execute_complete({}, event)["status"] == "SUCCESS"
+    assert task.execute_complete(context(), event)["status"] == "SUCCESS"
 
 
 def test_failed_event_raises_with_details():
