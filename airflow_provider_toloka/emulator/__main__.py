@@ -1,0 +1,60 @@
+"""``python -m airflow_provider_toloka.emulator``: a Toloka API on localhost for demos and manual testing."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from airflow_provider_toloka.emulator.server import TolokaEmulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_toloka.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (default: 8765)")
+    parser.add_argument("--seed", help="'demo' or a path to a JSON seed file")
+    parser.add_argument(
+        "--token", action="append", help="accepted token; repeat for more (default: test-token)"
+    )
+    parser.add_argument(
+        "--operation-duration",
+        type=float,
+        default=2.0,
+        help="seconds an operation takes, long enough to watch it run (default: 2.0)",
+    )
+    parser.add_argument(
+        "--rate-limit", type=float, help="requests per second before 429 (default: unlimited)"
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    args = parser.parse_args(argv)
+
+    emulator = TolokaEmulator(
+        tokens=args.token or ("test-token",),
+        operation_duration=args.operation_duration,
+        port=args.port,
+        seed=args.seed,
+        host=args.host,
+    )
+    emulator.rate_limit = args.rate_limit
+    emulator.latency = args.latency
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with emulator:
+        print(
+            f"Toloka emulator serving {emulator.url}/api/v1 (token {emulator.token!r}); Ctrl-C stops it",
+            flush=True,
+        )
+        print(f"AIRFLOW_CONN_TOLOKA_DEFAULT='{emulator.airflow_conn_json()}'", flush=True)
+        stopping.wait()
+    print("Toloka emulator stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

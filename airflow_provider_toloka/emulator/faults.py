@@ -1,0 +1,91 @@
+"""Trouble on demand: queued faults and a requests-per-second limit, both checked before any route runs.
+
+Each has its own small lock, separate from the state's, because they are consulted on every request and never
+touch the model.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+
+FAULT_KINDS = ("429", "500", "502", "503", "504", "drop", "slow")
+
+
+@dataclass
+class Fault:
+    """One queued rule: the next ``remaining`` requests matching ``path``/``method`` get ``kind``."""
+
+    kind: str
+    remaining: int
+    path: str | None = None
+    method: str | None = None
+    retry_after: float | None = None
+    delay: float = 1.0
+    # "after": a drop that lets the request through first, so its effect happens but the answer is lost.
+    when: str = "before"
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method.upper() == method) and (
+            self.path is None or self.path in path
+        )
+
+
+class FaultPlan:
+    """The queue of faults; the first matching rule with requests left wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        if fault.kind not in FAULT_KINDS:
+            raise ValueError(f"Unknown fault kind {fault.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        if fault.when not in ("before", "after") or (fault.when == "after" and fault.kind != "drop"):
+            raise ValueError('when="after" exists only for kind "drop"; other faults replace the handler')
+        if fault.remaining < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._faults.append(fault)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Consume one use of the first rule matching this request, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+
+class RateLimiter:
+    """A sliding one-second window over accepted requests; ``limit=None`` lets everything through.
+
+    Refused requests do not count, so a client that backs off gets in again after a second, as with Toloka.
+    """
+
+    def __init__(self, limit: float | None = None) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._accepted: collections.deque[float] = collections.deque()
+
+    def allow(self) -> bool:
+        limit = self.limit
+        if limit is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            while self._accepted and self._accepted[0] <= now - 1.0:
+                self._accepted.popleft()
+            if len(self._accepted) >= limit:
+                return False
+            self._accepted.append(now)
+            return True

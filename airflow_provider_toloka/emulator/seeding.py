@@ -1,0 +1,62 @@
+"""Loading a whole world from a JSON seed file, so demos and tests start from a known set of objects.
+
+A seed is ``{"projects": [...], "pools": [...], "trainings": [...]}``; each entry takes the keyword
+arguments of ``add_project``/``add_pool``/``add_training``, with ``last_rejection`` as an ISO date-time
+(UTC when naive).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_toloka.emulator.state import EmulatorState
+
+SEED_DIR = Path(__file__).with_name("seeds")
+
+
+def resolve_seed(seed: str | Path) -> Path:
+    """A packaged seed by name (``"demo"``) or a path to a JSON file."""
+    packaged = SEED_DIR / f"{seed}.json"
+    if isinstance(seed, str) and packaged.is_file():
+        return packaged
+    path = Path(seed)
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in SEED_DIR.glob("*.json")))
+        raise FileNotFoundError(f"Seed {str(seed)!r} is neither a packaged seed ({names}) nor a JSON file")
+    return path
+
+
+def load_seed(state: EmulatorState, seed: str | Path) -> None:
+    """Add every object of the seed to ``state``; objects with the same ids are replaced."""
+    path = resolve_seed(seed)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    unknown = set(data) - {"projects", "pools", "trainings"}
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown top-level keys {sorted(unknown)}; expected projects, pools, trainings"
+        )
+    for entry in data.get("projects", []):
+        _add(path, state.add_project, entry)
+    for entry in data.get("pools", []):
+        _add(path, state.add_pool, {**entry, "last_rejection": _parse_time(entry.get("last_rejection"))})
+    for entry in data.get("trainings", []):
+        _add(path, state.add_training, entry)
+
+
+def _add(path: Path, add: Any, entry: dict[str, Any]) -> None:
+    fields = dict(entry)
+    object_id = fields.pop("id", None)
+    try:
+        add(object_id, **fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot load {entry!r}: {exc}") from exc
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)

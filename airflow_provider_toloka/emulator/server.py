@@ -1,0 +1,247 @@
+"""``TolokaEmulator``: the state, the routes and a uvicorn server on a background thread, behind one object.
+
+The server gets its own thread and event loop so plain synchronous tests (and Airflow tasks) can call it with
+``requests`` while the test itself keeps inspecting and steering the state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from airflow_provider_toloka.emulator.app import create_app
+from airflow_provider_toloka.emulator.errors import ApiError
+from airflow_provider_toloka.emulator.faults import Fault, FaultPlan, RateLimiter
+from airflow_provider_toloka.emulator.gate import Gate
+from airflow_provider_toloka.emulator.requestlog import RequestLog, RequestRecord
+from airflow_provider_toloka.emulator.seeding import load_seed
+from airflow_provider_toloka.emulator.state import EmulatorState
+
+_START_TIMEOUT = 10.0
+
+
+class TolokaEmulator:
+    """A local Toloka API at ``url`` (routes under ``/api/v1``), started by ``start()`` or ``with``."""
+
+    def __init__(
+        self,
+        tokens: Iterable[str] = ("test-token",),
+        operation_duration: float = 0.2,
+        port: int = 0,
+        seed: str | Path | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.tokens = tuple(tokens)
+        if not self.tokens:
+            raise ValueError("TolokaEmulator needs at least one token")
+        self.host, self.port = host, port
+        self._state = EmulatorState(operation_duration)
+        self._faults = FaultPlan()
+        self._limiter = RateLimiter()
+        self._log = RequestLog()
+        self._gate = Gate(
+            create_app(self._state),
+            tokens=self.tokens,
+            faults=self._faults,
+            limiter=self._limiter,
+            log=self._log,
+        )
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        if seed is not None:
+            self.load_seed(seed)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> TolokaEmulator:
+        """Bind (port 0 picks a free one), serve on a daemon thread, and return once requests are answered."""
+        if self._thread is not None:
+            raise RuntimeError("the emulator is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._gate,
+            http="httptools" if importlib.util.find_spec("httptools") else "auto",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+            backlog=2048,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name=f"toloka-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Toloka emulator did not start on {self.host}:{self.port}")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        """Ask uvicorn to finish open requests and exit, then wait for its thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server, self._thread = None, None
+
+    def __enter__(self) -> TolokaEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- where to find it -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, without ``/api/v1``: what an Airflow connection's host holds."""
+        if self._thread is None:
+            raise RuntimeError("start the emulator first (emulator.start() or a with block)")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return self.tokens[0]
+
+    def airflow_conn_json(self, auth_scheme: str = "OAuth") -> str:
+        """The value for ``AIRFLOW_CONN_TOLOKA_DEFAULT`` that points the provider at this emulator."""
+        return json.dumps(
+            {
+                "conn_type": "toloka",
+                "host": self.url,
+                "password": self.token,
+                "extra": {"auth_scheme": auth_scheme},
+            }
+        )
+
+    # --- the world --------------------------------------------------------------------------------
+
+    def add_project(self, project_id: str, status: str = "ACTIVE", public_name: str = "") -> None:
+        self._state.add_project(project_id, status, public_name)
+
+    def add_pool(
+        self,
+        pool_id: str,
+        project_id: str,
+        status: str = "CLOSED",
+        last_rejection: dt.datetime | None = None,
+        private_name: str = "",
+        last_close_reason: str | None = None,
+    ) -> None:
+        """Add or replace a pool; its project is created (ACTIVE) when missing."""
+        self._state.add_pool(pool_id, project_id, status, last_rejection, private_name, last_close_reason)
+
+    def add_training(
+        self,
+        training_id: str,
+        project_id: str,
+        status: str = "CLOSED",
+        linked_pool_ids: Iterable[str] = (),
+        private_name: str = "",
+    ) -> None:
+        """Add or replace a training linked to main pools; its project is created (ACTIVE) when missing."""
+        self._state.add_training(training_id, project_id, status, linked_pool_ids, private_name)
+
+    def load_seed(self, seed: str | Path) -> None:
+        """Load a packaged seed by name (``"demo"``) or a JSON seed file."""
+        load_seed(self._state, seed)
+
+    def object(self, kind: str, object_id: str) -> dict[str, Any]:
+        """A copy of one project, pool or training as the API shows it now."""
+        try:
+            return self._state.get_object(kind, object_id)
+        except ApiError as exc:
+            raise KeyError(exc.message) from None
+
+    def operations(self, type: str | None = None) -> list[dict[str, Any]]:
+        """Copies of all operations in submission order, optionally only one ``type`` (``POOL.ARCHIVE``)."""
+        return self._state.list_operations(type=type)[0]
+
+    @property
+    def operation_duration(self) -> float:
+        """Seconds from submit to a terminal status for operations submitted from now on."""
+        return self._state.operation_duration
+
+    @operation_duration.setter
+    def operation_duration(self, seconds: float) -> None:
+        self._state.operation_duration = seconds
+
+    # --- trouble ----------------------------------------------------------------------------------
+
+    def fail_next(self, kind: str, object_id: str, details: dict[str, Any] | None = None) -> None:
+        """Make the next archive operation of this object end in FAIL with ``details`` (also in its /log)."""
+        self._state.fail_next(kind, object_id, details)
+
+    def inject_fault(
+        self,
+        kind: str,
+        count: int = 1,
+        path: str | None = None,
+        method: str | None = None,
+        retry_after: float | None = None,
+        delay: float = 1.0,
+        when: str = "before",
+    ) -> None:
+        """Answer the next ``count`` matching requests with a fault instead of the route.
+
+        ``kind``: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"504"``, ``"drop"`` (connection closed, no
+        answer) or ``"slow"`` (wait ``delay`` seconds, then answer normally). ``path`` matches as a substring
+        of the URL path. ``when="after"`` (drop only) handles the request first, so only its answer is lost.
+        """
+        self._faults.add(Fault(kind, count, path, method, retry_after, delay, when))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests per second (sliding one-second window) before answering 429; ``None`` is unlimited."""
+        return self._limiter.limit
+
+    @rate_limit.setter
+    def rate_limit(self, per_second: float | None) -> None:
+        self._limiter.limit = per_second
+
+    @property
+    def latency(self) -> float:
+        """Seconds added to every request before it is handled."""
+        return self._gate.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._gate.latency = seconds
+
+    # --- what happened ----------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A copy of every request so far, faulted ones included (a dropped one has status 0)."""
+        return self._log.snapshot()
+
+    def clear_requests(self) -> None:
+        self._log.clear()

@@ -1,0 +1,255 @@
+"""Everything the emulator knows, and Toloka's rules for archiving and closing.
+
+Pure Python so the rules can be read without the web stack. One ``threading.Lock`` guards it all, held
+only for short critical sections: the event loop thread and test threads both call in.
+
+Operations advance lazily: each call first completes every operation whose time has come (a heap ordered by
+finish time), applying its effect, and then answers. So a read always sees the world as it would be by now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from airflow_provider_toloka.emulator import rules
+from airflow_provider_toloka.emulator.errors import ApiError, not_found
+from airflow_provider_toloka.emulator.model import (
+    KINDS,
+    POOL_STATUSES,
+    PROJECT_STATUSES,
+    AnyObject,
+    Operation,
+    Pool,
+    Project,
+    Training,
+    id_key,
+    is_object_id,
+)
+
+ObjectKey = tuple[str, str]
+
+
+class EmulatorState:
+    """Projects, pools, trainings and operations, with the lock that keeps them consistent."""
+
+    def __init__(self, operation_duration: float = 0.2, clock: Callable[[], float] = time.time) -> None:
+        self.operation_duration = operation_duration
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[str, AnyObject]] = {kind: {} for kind in KINDS}
+        self._operations: dict[str, Operation] = {}
+        self._unfinished: list[tuple[float, int, str]] = []
+        # The one running operation per object; Toloka asks clients not to start a second one.
+        self._running: dict[ObjectKey, str] = {}
+        self._doomed: dict[ObjectKey, dict[str, Any]] = {}
+        self._seq = itertools.count()
+
+    # --- setting up -------------------------------------------------------------------------------
+
+    def add_project(self, project_id: str, status: str = "ACTIVE", public_name: str = "") -> None:
+        _check_choice("project status", status, PROJECT_STATUSES)
+        with self._lock:
+            self._objects["project"][_check_id(project_id)] = Project(project_id, status, public_name)
+
+    def add_pool(
+        self,
+        pool_id: str,
+        project_id: str,
+        status: str = "CLOSED",
+        last_rejection: dt.datetime | None = None,
+        private_name: str = "",
+        last_close_reason: str | None = None,
+    ) -> None:
+        _check_choice("pool status", status, POOL_STATUSES)
+        if last_rejection is not None and last_rejection.tzinfo is None:
+            raise ValueError("last_rejection must be timezone-aware, e.g. datetime.now(timezone.utc)")
+        if last_close_reason is None and status == "CLOSED":
+            last_close_reason = "MANUAL"
+        pool = Pool(
+            _check_id(pool_id), _check_id(project_id), status, private_name, last_close_reason, last_rejection
+        )
+        with self._lock:
+            self._ensure_project(project_id)
+            self._objects["pool"][pool_id] = pool
+
+    def add_training(
+        self,
+        training_id: str,
+        project_id: str,
+        status: str = "CLOSED",
+        linked_pool_ids: Iterable[str] = (),
+        private_name: str = "",
+    ) -> None:
+        _check_choice("training status", status, POOL_STATUSES)
+        linked = tuple(_check_id(pool_id) for pool_id in linked_pool_ids)
+        training = Training(_check_id(training_id), _check_id(project_id), status, private_name, linked)
+        with self._lock:
+            self._ensure_project(project_id)
+            self._objects["training"][training_id] = training
+
+    def fail_next(self, kind: str, object_id: str, details: dict[str, Any] | None = None) -> None:
+        """Doom the next archive of this object: it ends in FAIL with ``details``, changing nothing."""
+        _check_choice("kind", kind, KINDS)
+        with self._lock:
+            self._doomed[(kind, object_id)] = dict(details or {})
+
+    def _ensure_project(self, project_id: str) -> None:
+        # A pool without its project would make project archiving meaningless, so tests need not add both.
+        self._objects["project"].setdefault(project_id, Project(project_id))
+
+    # --- the API's actions ------------------------------------------------------------------------
+
+    def archive(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        """Start archiving; ``None`` means already archived (Toloka's empty 204)."""
+        now = self._clock()
+        with self._lock:
+            self._advance(now)
+            obj = self._require(kind, object_id)
+            if obj.status == "ARCHIVED":
+                return None
+            self._refuse_if_running(kind, object_id)
+            rules.check_archivable(kind, obj, self._objects, dt.datetime.fromtimestamp(now, dt.timezone.utc))
+            doom = self._doomed.pop((kind, object_id), None)
+            return self._submit(f"{kind.upper()}.ARCHIVE", kind, object_id, now, doom)
+
+    def close(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        """Start closing a pool or training; ``None`` means already closed (Toloka's empty 204)."""
+        now = self._clock()
+        with self._lock:
+            self._advance(now)
+            obj = self._require(kind, object_id)
+            rules.check_closable(kind, obj)
+            if obj.status == "CLOSED":
+                return None
+            self._refuse_if_running(kind, object_id)
+            return self._submit(f"{kind.upper()}.CLOSE", kind, object_id, now, None)
+
+    def _refuse_if_running(self, kind: str, object_id: str) -> None:
+        running = self._running.get((kind, object_id))
+        if running is not None:
+            raise ApiError(
+                409,
+                "OPERATION_ALREADY_EXISTS",
+                f"{kind.capitalize()} {object_id} already has operation {running} in progress; "
+                "wait for it to finish before starting another",
+                {"operation_id": running},
+            )
+
+    def _submit(
+        self, op_type: str, kind: str, object_id: str, now: float, doom: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        op = Operation(
+            str(uuid.uuid4()), op_type, kind, object_id, now, self.operation_duration, next(self._seq), doom
+        )
+        self._operations[op.id] = op
+        self._running[(kind, object_id)] = op.id
+        heapq.heappush(self._unfinished, (op.finishes_at, op.seq, op.id))
+        self._advance(now)  # a zero duration finishes at once, and the 202 already says SUCCESS
+        return op.to_json(now)
+
+    def _advance(self, now: float) -> None:
+        while self._unfinished and self._unfinished[0][0] <= now:
+            _, _, op_id = heapq.heappop(self._unfinished)
+            op = self._operations[op_id]
+            self._running.pop((op.kind, op.object_id), None)
+            if op.fail_details is None:
+                obj = self._objects[op.kind][op.object_id]
+                rules.apply_effect(op.type, obj)
+
+    def _require(self, kind: str, object_id: str) -> AnyObject:
+        obj = self._objects[kind].get(object_id)
+        if obj is None:
+            raise not_found(kind, object_id)
+        return obj
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def get_object(self, kind: str, object_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._advance(self._clock())
+            return self._require(kind, object_id).to_json()
+
+    def list_objects(
+        self,
+        kind: str,
+        *,
+        limit: int,
+        project_id: str | None = None,
+        status: str | None = None,
+        id_gt: str | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page sorted by id, and whether more follow: Toloka's ``{"items", "has_more"}`` list."""
+        with self._lock:
+            self._advance(self._clock())
+            chosen = [
+                obj
+                for obj in self._objects[kind].values()
+                if (project_id is None or getattr(obj, "project_id", None) == project_id)
+                and (status is None or obj.status == status)
+                and (id_gt is None or id_key(obj.id) > id_key(id_gt))
+            ]
+            chosen.sort(key=lambda obj: id_key(obj.id))
+            return [obj.to_json() for obj in chosen[:limit]], len(chosen) > limit
+
+    def get_operation(self, operation_id: str) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            self._advance(now)
+            return self._require_operation(operation_id).to_json(now)
+
+    def operation_log(self, operation_id: str) -> list[dict[str, Any]]:
+        now = self._clock()
+        with self._lock:
+            self._advance(now)
+            return self._require_operation(operation_id).log_at(now)
+
+    def list_operations(
+        self,
+        *,
+        limit: int | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        sort: str = "submitted",
+        id_gt: str | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Operations matching the filters, in ``sort`` order (``submitted``, ``-submitted`` or ``id``)."""
+        now = self._clock()
+        with self._lock:
+            self._advance(now)
+            chosen = [
+                op
+                for op in self._operations.values()
+                if (type is None or op.type == type)
+                and (status is None or op.status_at(now) == status)
+                and (id_gt is None or id_key(op.id) > id_key(id_gt))
+            ]
+            if sort == "id":
+                chosen.sort(key=lambda op: id_key(op.id))
+            elif sort == "-submitted":
+                chosen.reverse()  # the dict keeps submission order already
+            page = chosen if limit is None else chosen[:limit]
+            return [op.to_json(now) for op in page], limit is not None and len(chosen) > limit
+
+    def _require_operation(self, operation_id: str) -> Operation:
+        op = self._operations.get(operation_id)
+        if op is None:
+            raise not_found("operation", operation_id)
+        return op
+
+
+def _check_id(object_id: str) -> str:
+    if not is_object_id(object_id):
+        raise ValueError(f"Toloka ids are strings of digits, got {object_id!r}")
+    return object_id
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {', '.join(choices)}")
