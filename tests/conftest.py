@@ -14,7 +14,7 @@ os.environ.pop("AIRFLOW_CONN_TOLOKA_DEFAULT", None)
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["airflow_provider_toloka.emulator.pytest_plugin"]
+# The ``toloka_emulator`` fixture comes from the package's ``pytest11`` entry point.
 
 
 @pytest.fixture
