@@ -125,6 +125,7 @@ class AirflowStack:
         self.dags_folder = home / "dags"
         self.output_dir = home / "components"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.timings: dict[str, float] = {}  # seconds each start-up phase took, for the curious
         self.env = self._environment()
 
     @property
@@ -171,18 +172,27 @@ class AirflowStack:
         self.dags_folder.mkdir(parents=True, exist_ok=True)
         for source in [*sorted(EXAMPLE_DAGS.glob("*.py")), *self.extra_dags]:
             shutil.copy(source, self.dags_folder / source.name)
+        started = time.monotonic()
+
+        def phase(name: str) -> None:
+            self.timings[name] = round(time.monotonic() - started - sum(self.timings.values()), 1)
+
         try:
             for name, emulator in self.emulators.items():
                 self._spawn(f"emulator-{name}", emulator.command())
             self._airflow("db", "migrate")
+            phase("db migrate")
             for name, emulator in self.emulators.items():
                 self._add_connection(name, emulator)
+            phase("connections add")
             for component in COMPONENTS:
                 self._spawn(component, [sys.executable, "-m", "airflow", component])
             for name, emulator in self.emulators.items():
                 wait_until(f"emulator {name} answers", lambda e=emulator: e.get("/operations"), 30)
             wait_until("api-server is healthy", self._healthy, parse_deadline)
+            phase("api-server up")
             wait_until("example DAGs are parsed", self._dags_parsed, parse_deadline, every=1)
+            phase("DAGs parsed")
         except BaseException:
             self.stop()
             raise

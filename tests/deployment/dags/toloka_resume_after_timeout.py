@@ -2,16 +2,23 @@
 
 It talks to ``toloka_slow``, an emulator whose operations outlast ``execution_timeout``, so the first
 try is killed by Airflow mid-wait. The retry's POST meets Toloka's ``409 OPERATION_ALREADY_EXISTS``,
-which the hook turns into the running operation: no second archive is started.
+which the hook turns into the running operation: no second archive is started. The retry gets a longer
+``execution_timeout`` (Airflow reads it after ``on_execute_callback``), so it can wait the archive out.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Context, Param
 
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
+
+
+def give_the_retry_time(context: Context) -> None:
+    if context["ti"].try_number > 1:
+        context["task"].execution_timeout = timedelta(minutes=5)
+
 
 with DAG(
     dag_id="toloka_resume_after_timeout",
@@ -28,4 +35,5 @@ with DAG(
         execution_timeout=timedelta(seconds=6),
         retries=1,
         retry_delay=timedelta(seconds=0),
+        on_execute_callback=give_the_retry_time,
     )
