@@ -3,7 +3,7 @@
 Used by the deployment test and by ``./dev live``. Everything lives in a throw-away ``AIRFLOW_HOME``
 (SQLite, ``LocalExecutor``, loopback ports picked at start), talks to Toloka emulators started as
 subprocesses, and reads the ``toloka`` connections from the metadata DB, stored there with
-``airflow connections add``: the same path a production task takes through the Execution API.
+``airflow connections import``: the same path a production task takes through the Execution API.
 
 Airflow 3 allows ``LocalExecutor`` on SQLite (``airflow standalone`` runs that way); SQLite has one
 writer, so components wait on each other a little, which is fine at this scale.
@@ -12,6 +12,7 @@ writer, so components wait on each other a little, which is fine at this scale.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -182,11 +184,10 @@ class AirflowStack:
                 self._spawn(f"emulator-{name}", emulator.command())
             self._airflow("db", "migrate")
             phase("db migrate")
-            for name, emulator in self.emulators.items():
-                self._add_connection(name, emulator)
-            phase("connections add")
             for component in COMPONENTS:
                 self._spawn(component, [sys.executable, "-m", "airflow", component])
+            self._add_connections()  # while the components boot: nothing reads it before a task runs
+            phase("connections import")
             for name, emulator in self.emulators.items():
                 wait_until(f"emulator {name} answers", lambda e=emulator: e.get("/operations"), 30)
             wait_until("api-server is healthy", self._healthy, parse_deadline)
@@ -210,10 +211,8 @@ class AirflowStack:
             _signal_group(process, signal.SIGTERM)
         give_up = time.monotonic() + grace
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, give_up - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for process in self.processes.values():
             # Also the group's leftovers (task runners, log servers) whose leader has already gone.
             _signal_group(process, signal.SIGKILL)
@@ -254,20 +253,21 @@ class AirflowStack:
             # The arguments may hold a token: name the command only.
             raise RuntimeError(f"airflow {args[0]} {args[1]} failed:\n{result.stdout}\n{result.stderr}")
 
-    def _add_connection(self, conn_id: str, emulator: Emulator) -> None:
-        self._airflow(
-            "connections",
-            "add",
-            conn_id,
-            "--conn-type",
-            "toloka",
-            "--conn-host",
-            emulator.url,
-            "--conn-password",
-            emulator.token,
-            "--conn-extra",
-            json.dumps({"auth_scheme": "OAuth"}),
-        )
+    def _add_connections(self) -> None:
+        """Store one ``toloka`` connection per emulator in the metadata DB, in one CLI call."""
+        connections = {
+            conn_id: {
+                "conn_type": "toloka",
+                "host": emulator.url,
+                "password": emulator.token,
+                "extra": json.dumps({"auth_scheme": "OAuth"}),
+            }
+            for conn_id, emulator in self.emulators.items()
+        }
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "connections.json"
+            path.write_text(json.dumps(connections))
+            self._airflow("connections", "import", str(path))
 
     def _healthy(self) -> bool:
         self.check_alive()
@@ -301,7 +301,5 @@ class AirflowStack:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
