@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
 TEST_DAGS = Path(__file__).with_name("dags")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The Airflow pool the example DAGs run their Toloka tasks in (they read TOLOKA_POOL when parsed).
+TOLOKA_POOL = "toloka"
 
 
 def free_port() -> int:
@@ -111,6 +113,7 @@ class AirflowStack:
     :param emulators: Toloka emulators to start; each gets a connection named ``conn_ids[name]``.
     :param api_port: the api-server's port; a free one by default.
     :param extra_dags: DAG files copied next to the example DAGs in the deployment's DAGS_FOLDER.
+    :param pool_slots: size of the ``toloka`` pool, as docs/deployment.md recommends creating it.
     """
 
     def __init__(
@@ -119,11 +122,13 @@ class AirflowStack:
         emulators: dict[str, Emulator],
         api_port: int | None = None,
         extra_dags: Iterable[Path] = (),
+        pool_slots: int = 4,
     ) -> None:
         self.home = home
         self.emulators = emulators
         self.api_port = api_port or free_port()
         self.extra_dags = tuple(extra_dags)
+        self.pool_slots = pool_slots
         self.dags_folder = home / "dags"
         self.output_dir = home / "components"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -162,6 +167,7 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "PYTHONUNBUFFERED": "1",
+                "TOLOKA_POOL": TOLOKA_POOL,
             }
         )
         return env
@@ -192,6 +198,10 @@ class AirflowStack:
                 wait_until(f"emulator {name} answers", lambda e=emulator: e.get("/operations"), 30)
             wait_until("api-server is healthy", self._healthy, parse_deadline)
             phase("api-server up")
+            description = "Bounds Toloka API traffic across all workers (docs/deployment.md)"
+            self.api(
+                "POST", "/pools", {"name": TOLOKA_POOL, "slots": self.pool_slots, "description": description}
+            )
             wait_until("example DAGs are parsed", self._dags_parsed, parse_deadline, every=1)
             phase("DAGs parsed")
         except BaseException:

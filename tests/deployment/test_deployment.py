@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .stack import EXAMPLE_DAGS, TEST_DAGS, AirflowStack, Emulator, wait_until
+from .stack import EXAMPLE_DAGS, TEST_DAGS, TOLOKA_POOL, AirflowStack, Emulator, wait_until
 
 pytestmark = pytest.mark.deployment
 
@@ -132,6 +132,14 @@ def test_every_object_archived_by_exactly_one_operation(
         assert archives == dict.fromkeys(expected, 1), emulator_name
         for kind, object_id in expected:
             assert emulator.object(kind, object_id)["status"] == "ARCHIVED", (emulator_name, kind, object_id)
+
+
+def test_example_dags_run_in_the_toloka_pool(
+    deployment: AirflowStack, runs: dict[str, dict[str, Any]]
+) -> None:
+    for dag_id, run in runs.items():
+        if dag_id.startswith("example_"):
+            assert {ti["pool"] for ti in task_instances(deployment, run)} == {TOLOKA_POOL}, dag_id
 
 
 def test_retry_after_timeout_waits_on_the_running_archive(
