@@ -34,6 +34,9 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.sensors.operation"]}
         ],
+        "triggers": [
+            {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.triggers.operation"]}
+        ],
         "connection-types": [
             {
                 "connection-type": "toloka",

@@ -10,6 +10,8 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="toloka-tests-airflow-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+# dag.test() syncs the DAG folder to the metadata DB and runs the DAG from there.
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(__file__), os.pardir, "example_dags")
 os.environ.pop("AIRFLOW_CONN_TOLOKA_DEFAULT", None)
 
 import pytest  # noqa: E402

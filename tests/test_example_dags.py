@@ -27,7 +27,7 @@ def load_dag(name: str):
 def test_examples_import_without_errors():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(EXAMPLES), include_examples=False)
+    bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert len(bag.dags) >= 2
 
@@ -51,3 +51,12 @@ def test_sensor_example_waits_for_the_operation(airflow_db, demo):
     assert run.state == "success"
     assert demo.object("pool", "2101")["status"] == "ARCHIVED"
     assert len(demo.operations(type="POOL.ARCHIVE")) == 1
+
+
+def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, capfd):
+    run = load_dag("example_toloka_deferrable").test()
+    assert run.state == "success"
+    for kind, object_id in [("pool", "2101"), ("training", "3101"), ("project", "1002")]:
+        assert demo.object(kind, object_id)["status"] == "ARCHIVED"
+    # dag.test() runs each trigger inline: the sensor and both waiting operators deferred.
+    assert capfd.readouterr().out.count("[DAG TEST] running trigger in line") == 3

@@ -10,12 +10,16 @@ imports ``requests``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from airflow_provider_toloka.events import OperationEvent, operation_from_event
+from airflow_provider_toloka.exceptions import TolokaOperationTimeout
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
 from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 
@@ -37,6 +41,10 @@ class TolokaArchiveOperator(BaseOperator):
     :param timeout: seconds to wait for the operation before failing the task; ``None`` waits until
         Airflow's own limits (``execution_timeout``) stop the task. The archive keeps running in
         Toloka either way, and a retry of the task waits on it instead of starting another.
+    :param deferrable: wait in the triggerer instead of the worker (``TolokaOperationTrigger``), so
+        the task holds no worker slot while Toloka archives. The request is still sent from the
+        worker; an operation that is already finished (or a 204 for an archived object) never defers.
+        Default: ``[operators] default_deferrable``.
     """
 
     object_kind: ClassVar[ObjectKind]
@@ -50,6 +58,7 @@ class TolokaArchiveOperator(BaseOperator):
         wait_for_completion: bool = True,
         poll_interval: float = 10.0,
         timeout: float | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,6 +66,7 @@ class TolokaArchiveOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.timeout = validate_optional_seconds("timeout", timeout)
+        self.deferrable = deferrable
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -80,9 +90,36 @@ class TolokaArchiveOperator(BaseOperator):
             raise self.hook.operation_failed(operation)
         if status is OperationStatus.SUCCESS or not self.wait_for_completion:
             return operation
+        if self.deferrable:
+            self._defer(operation)
         return self.hook.wait_for_operation(
             operation["id"], poll_interval=self.poll_interval, timeout=self.timeout
         )
+
+    def _defer(self, operation: dict[str, Any]) -> None:
+        # Imported here: parsing a DAG never pays for the trigger module.
+        from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+        self.defer(
+            trigger=TolokaOperationTrigger(
+                operation_id=operation["id"],
+                toloka_conn_id=self.toloka_conn_id,
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.timeout if self.timeout else None,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: return the operation on success, raise on anything else."""
+
+        def timed_out(event: OperationEvent) -> Exception:
+            operation = event["operation"] or {"id": event["operation_id"]}
+            return TolokaOperationTimeout(operation, self.timeout or 0)
+
+        operation = operation_from_event(event, on_timeout=timed_out)
+        self.log.info("%s", describe(operation))
+        return operation
 
 
 class TolokaArchiveProjectOperator(TolokaArchiveOperator):
