@@ -165,7 +165,6 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "PYTHONUNBUFFERED": "1",
                 "TOLOKA_POOL": TOLOKA_POOL,
             }

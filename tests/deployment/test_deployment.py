@@ -87,7 +87,10 @@ def runs(deployment: AirflowStack) -> dict[str, dict[str, Any]]:
     except BaseException:
         print(deployment.log_tails())
         raise
-    print(f"DAG runs finished in {time.monotonic() - started:.1f} s")
+    # Airflow's race that fails a resumed deferred task (docs/deployment.md, Troubleshooting) leaves this
+    # audit event; the retry then runs, and test_every_object_archived_by_exactly_one_operation holds anyway.
+    raced = deployment.api("GET", "/eventLogs", event="state mismatch")["total_entries"]
+    print(f"DAG runs finished in {time.monotonic() - started:.1f} s; state-mismatch retries: {raced}")
     return result
 
 
