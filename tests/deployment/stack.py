@@ -194,7 +194,7 @@ class AirflowStack:
             self._add_connections()  # while the components boot: nothing reads it before a task runs
             phase("connections import")
             for name, emulator in self.emulators.items():
-                wait_until(f"emulator {name} answers", lambda e=emulator: e.get("/operations"), 30)
+                wait_until(f"emulator {name} answers", emulator.operations, 30)
             wait_until("api-server is healthy", self._healthy, parse_deadline)
             phase("api-server up")
             description = "Bounds Toloka API traffic across all workers (docs/deployment.md)"
