@@ -99,6 +99,11 @@ class Emulator:
         response.raise_for_status()
         return response.json()
 
+    def answers(self) -> bool:
+        """Whether it is up and accepts the token (raises while it is not listening yet)."""
+        self.get("/operations")
+        return True
+
     def operations(self) -> list[dict[str, Any]]:
         return list(self.get("/operations")["items"])
 
@@ -194,7 +199,7 @@ class AirflowStack:
             self._add_connections()  # while the components boot: nothing reads it before a task runs
             phase("connections import")
             for name, emulator in self.emulators.items():
-                wait_until(f"emulator {name} answers", emulator.operations, 30)
+                wait_until(f"emulator {name} answers", emulator.answers, 30)
             wait_until("api-server is healthy", self._healthy, parse_deadline)
             phase("api-server up")
             description = "Bounds Toloka API traffic across all workers (docs/deployment.md)"
