@@ -8,19 +8,16 @@ come from the same modules the synchronous hook uses, so a deferred wait and a b
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import AsyncIterator
-from functools import cache
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pendulum
 from airflow.exceptions import AirflowException
-from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.events import EventStatus, OperationEvent
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -37,16 +34,11 @@ from airflow_provider_toloka.retry import (
     backoff_delay,
     describe_fault,
 )
+from airflow_provider_toloka.triggers.shared_client import SharedClient, shared_client
 from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 
 # Dropped connections, refused connects, time-outs: faults that may clear up on their own.
 _TRANSIENT_ERRORS = (httpx.TransportError,)
-
-
-@cache
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context for every trigger in the process: loading the CA bundle per client costs ~1 MB each."""
-    return httpx.create_ssl_context()
 
 
 class TolokaOperationTrigger(BaseTrigger):
@@ -56,8 +48,8 @@ class TolokaOperationTrigger(BaseTrigger):
     ended in FAIL; its log is attached), ``timeout`` (still running at ``end_time``) or ``error`` (the
     wait itself failed: bad connection, a 4xx answer, transient faults past the retry budget).
 
-    Nothing needs undoing when the trigger is cancelled: it holds only its HTTP client, closed on
-    exit, and a Toloka archive cannot be cancelled, so there is no ``on_kill``.
+    Nothing needs undoing when the trigger is cancelled: it only borrows the event loop's shared HTTP
+    client (``shared_client``), and a Toloka archive cannot be cancelled, so there is no ``on_kill``.
 
     :param operation_id: the operation to wait for.
     :param toloka_conn_id: Airflow connection of type ``toloka``; read in the triggerer with the
@@ -92,29 +84,22 @@ class TolokaOperationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The client is closed before the event leaves, whatever the consumer does with the generator.
+        # The client is given back before the event leaves, whatever the consumer does with the generator.
         event = await self._wait()
         yield TriggerEvent(event)
 
     # -- the wait ------------------------------------------------------------------------------
 
     async def _wait(self) -> OperationEvent:
-        try:
-            conn = await BaseHook.aget_connection(self.toloka_conn_id)
-            settings = TolokaConnectionSettings.from_connection(conn, extra=await conn.aextra_dejson())
-        except ValueError as error:  # the connection is there but not usable: the parser says why
-            return self._event("error", None, str(error))
-        except AirflowException as error:  # AirflowNotFoundException, secrets-backend failures
-            return self._event("error", None, f"Cannot read connection {self.toloka_conn_id!r}: {error}")
-        async with httpx.AsyncClient(
-            base_url=settings.api_url,
-            headers=settings.headers,
-            timeout=settings.timeout or DEFAULT_TIMEOUT,
-            verify=_ssl_context(),
-            # A redirect could carry the token to a host the user never configured.
-            follow_redirects=False,
-        ) as client:
-            return await self._poll(_OperationReader(client, settings))
+        async with AsyncExitStack() as stack:
+            try:
+                shared = await stack.enter_async_context(shared_client(self.toloka_conn_id))
+            except ValueError as error:  # the connection is there but not usable: the parser says why
+                return self._event("error", None, str(error))
+            except AirflowException as error:  # AirflowNotFoundException, secrets-backend failures
+                message = f"Cannot read connection {self.toloka_conn_id!r}: {error}"
+                return self._event("error", None, message)
+            return await self._poll(_OperationReader(shared))
 
     async def _poll(self, reader: _OperationReader) -> OperationEvent:
         delays = poll_delays(self.poll_interval)
@@ -197,12 +182,12 @@ def _is_retryable(error: BaseException) -> bool:
 class _OperationReader:
     """One trigger's reads, turning Toloka's answers into data or the provider's exceptions."""
 
-    def __init__(self, client: httpx.AsyncClient, settings: TolokaConnectionSettings) -> None:
-        self.client = client
-        self.settings = settings
+    def __init__(self, shared: SharedClient) -> None:
+        self.shared = shared
+        self.settings = shared.settings
 
     async def get(self, path: str) -> Any:
-        response = await self.client.get(path)
+        response = await self.shared.get(path)
         if response.is_redirect:
             raise TolokaError(
                 f"Toloka answered GET {path} with HTTP {response.status_code} redirecting to "

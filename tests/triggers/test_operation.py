@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pytest
+from airflow.sdk import BaseHook
 
+from airflow_provider_toloka.hooks.toloka import TolokaHook
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
 CLASSPATH = "airflow_provider_toloka.triggers.operation.TolokaOperationTrigger"
@@ -19,8 +22,6 @@ def emu(toloka_conn):
 
 
 def start_archive(emu) -> str:
-    from airflow_provider_toloka.hooks.toloka import TolokaHook
-
     return TolokaHook().archive_pool("10")["id"]
 
 
@@ -162,3 +163,23 @@ async def test_events_hold_no_token(emu):
 def test_bad_arguments_are_refused_when_the_trigger_is_built(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TolokaOperationTrigger(**kwargs)
+
+
+async def test_triggers_in_one_loop_share_one_client_and_one_connection_read(emu, monkeypatch):
+    reads = []
+    read = BaseHook.aget_connection
+
+    async def counting_read(conn_id):
+        reads.append(conn_id)
+        return await read(conn_id)
+
+    monkeypatch.setattr(BaseHook, "aget_connection", counting_read)
+    emu.operation_duration = 0.3
+    ids = []
+    for pool_id in ("11", "12", "13"):
+        emu.add_pool(pool_id, project_id="1", status="CLOSED")
+        ids.append(TolokaHook().archive_pool(pool_id)["id"])
+    triggers = [TolokaOperationTrigger(op_id, poll_interval=0.05) for op_id in ids]
+    results = await asyncio.gather(*(events_of(t) for t in triggers))
+    assert [event["status"] for [event] in results] == ["success"] * 3
+    assert reads == ["toloka_default"]
