@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         print(f"AIRFLOW_CONN_TOLOKA_DEFAULT='{emulator.airflow_conn_json()}'", flush=True)
-        stopping.wait()
+        # Wait in slices: the kernel may hand SIGTERM to the server's thread, and Python runs the handler only
+        # when the main thread next executes bytecode, which a bare wait() would postpone forever.
+        while not stopping.wait(0.2):
+            pass
     print("Toloka emulator stopped", flush=True)
 
 

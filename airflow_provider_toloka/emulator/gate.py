@@ -159,10 +159,10 @@ async def _drop(raw_send: Send) -> None:
     transport = getattr(cycle, "transport", None)
     if transport is not None:
         transport.close()
-        for _ in range(10):
-            await asyncio.sleep(0)
+        for _ in range(10):  # a few loop turns for connection_lost to mark the cycle disconnected
             if getattr(cycle, "disconnected", True):
-                return
+                break
+            await asyncio.sleep(0)
         return
     await raw_send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]})
     raise ConnectionAbortedError("connection dropped by an injected fault")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("project", "pool", "training")
@@ -122,6 +122,12 @@ class Operation:
     seq: int
     # Set by fail_next: the operation ends in FAIL with these details and changes nothing.
     fail_details: dict[str, Any] | None = None
+    # Formatted once: the times never change, and listing thousands of operations should not redo it.
+    _times: tuple[str, str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        start, finish = format_timestamp(self.starts_at), format_timestamp(self.finishes_at)
+        self._times = (format_timestamp(self.submitted), start, finish)
 
     @property
     def starts_at(self) -> float:
@@ -149,14 +155,14 @@ class Operation:
 
     def to_json(self, now: float) -> dict[str, Any]:
         status = self.status_at(now)
-        done = status in ("SUCCESS", "FAIL")
+        submitted, started, finished = self._times
         return {
             "id": self.id,
             "type": self.type,
             "status": status,
-            "submitted": format_timestamp(self.submitted),
-            "started": None if status == "PENDING" else format_timestamp(self.starts_at),
-            "finished": format_timestamp(self.finishes_at) if done else None,
+            "submitted": submitted,
+            "started": None if status == "PENDING" else started,
+            "finished": finished if status in ("SUCCESS", "FAIL") else None,
             "progress": self.progress_at(now),
             "parameters": self.parameters,
             "details": dict(self.fail_details or {}) if status == "FAIL" else {},

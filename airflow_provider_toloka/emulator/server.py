@@ -6,6 +6,8 @@ The server gets its own thread and event loop so plain synchronous tests (and Ai
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -28,6 +30,46 @@ from airflow_provider_toloka.emulator.seeding import load_seed
 from airflow_provider_toloka.emulator.state import EmulatorState
 
 _START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 2.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn tuned for being started and stopped once per test.
+
+    Stock uvicorn notices ``should_exit`` only on its 0.1 s tick and then sleeps another fixed 0.1 s while
+    connections wind down; here a stop wakes the loop at once and waits only as long as connections need.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):  # on_tick also refreshes the Date header once a second
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # idle keep-alive connections close now, busy ones after their answer
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        for task in self.server_state.tasks:
+            task.cancel()
+        await self.lifespan.shutdown()
+
+    def exit_soon(self) -> None:
+        self.should_exit = True
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already finished
+                self._loop.call_soon_threadsafe(self._wake.set)
 
 
 class TolokaEmulator:
@@ -45,7 +87,8 @@ class TolokaEmulator:
         if not self.tokens:
             raise ValueError("TolokaEmulator needs at least one token")
         self.host, self.port = host, port
-        self._state = EmulatorState(operation_duration)
+        self._state = EmulatorState()
+        self.operation_duration = operation_duration
         self._faults = FaultPlan()
         self._limiter = RateLimiter()
         self._log = RequestLog()
@@ -56,7 +99,7 @@ class TolokaEmulator:
             limiter=self._limiter,
             log=self._log,
         )
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         if seed is not None:
             self.load_seed(seed)
@@ -83,7 +126,7 @@ class TolokaEmulator:
             timeout_graceful_shutdown=2,
             backlog=2048,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [sock]},
@@ -102,7 +145,7 @@ class TolokaEmulator:
     def stop(self) -> None:
         """Ask uvicorn to finish open requests and exit, then wait for its thread."""
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.exit_soon()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server, self._thread = None, None
@@ -189,6 +232,8 @@ class TolokaEmulator:
 
     @operation_duration.setter
     def operation_duration(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"operation_duration must be 0 or more seconds, got {seconds}")
         self._state.operation_duration = seconds
 
     # --- trouble ----------------------------------------------------------------------------------

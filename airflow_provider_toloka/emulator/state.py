@@ -1,6 +1,6 @@
-"""Everything the emulator knows, and Toloka's rules for archiving and closing.
+"""Everything the emulator knows, and the bookkeeping around Toloka's rules (which live in ``rules``).
 
-Pure Python so the rules can be read without the web stack. One ``threading.Lock`` guards it all, held
+Pure Python so it can be read and driven without the web stack. One ``threading.Lock`` guards it all, held
 only for short critical sections: the event loop thread and test threads both call in.
 
 Operations advance lazily: each call first completes every operation whose time has come (a heap ordered by
@@ -219,23 +219,28 @@ class EmulatorState:
         sort: str = "submitted",
         id_gt: str | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Operations matching the filters, in ``sort`` order (``submitted``, ``-submitted`` or ``id``)."""
+        """Operations matching the filters, in ``sort`` order (``submitted``, ``-submitted`` or ``id``).
+
+        Only the copy of the list happens under the lock: an operation never changes after submission (its
+        status is a function of the clock), so filtering and encoding thousands of them can run outside it.
+        """
         now = self._clock()
         with self._lock:
             self._advance(now)
-            chosen = [
-                op
-                for op in self._operations.values()
-                if (type is None or op.type == type)
-                and (status is None or op.status_at(now) == status)
-                and (id_gt is None or id_key(op.id) > id_key(id_gt))
-            ]
-            if sort == "id":
-                chosen.sort(key=lambda op: id_key(op.id))
-            elif sort == "-submitted":
-                chosen.reverse()  # the dict keeps submission order already
-            page = chosen if limit is None else chosen[:limit]
-            return [op.to_json(now) for op in page], limit is not None and len(chosen) > limit
+            operations = list(self._operations.values())  # in submission order
+        chosen = [
+            op
+            for op in operations
+            if (type is None or op.type == type)
+            and (status is None or op.status_at(now) == status)
+            and (id_gt is None or id_key(op.id) > id_key(id_gt))
+        ]
+        if sort == "id":
+            chosen.sort(key=lambda op: id_key(op.id))
+        elif sort == "-submitted":
+            chosen.reverse()
+        page = chosen if limit is None else chosen[:limit]
+        return [op.to_json(now) for op in page], limit is not None and len(chosen) > limit
 
     def _require_operation(self, operation_id: str) -> Operation:
         op = self._operations.get(operation_id)
