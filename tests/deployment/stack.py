@@ -115,7 +115,7 @@ class AirflowStack:
     """Start with ``start()`` (or ``with``), stop with ``stop()``: every process it started goes away.
 
     :param home: an empty directory to use as ``AIRFLOW_HOME``.
-    :param emulators: Toloka emulators to start; each gets a connection named ``conn_ids[name]``.
+    :param emulators: connection id -> Toloka emulator to start and store as that ``toloka`` connection.
     :param api_port: the api-server's port; a free one by default.
     :param extra_dags: DAG files copied next to the example DAGs in the deployment's DAGS_FOLDER.
     :param pool_slots: size of the ``toloka`` pool, as docs/deployment.md recommends creating it.
