@@ -8,6 +8,7 @@ params; the defaults match project 1002 of the emulator's demo seed (``./dev dem
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
@@ -31,7 +32,13 @@ with DAG(
         "pool_id": Param("2101", type="string", description="The project's only pool (closed)"),
         "training_id": Param("3101", type="string", description="Training linked to that pool"),
     },
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
+    # A retry also covers an Airflow race that can fail a resumed deferred task (docs/deployment.md);
+    # it starts no second archive. TOLOKA_POOL names a pool that bounds Toloka traffic (same doc).
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=5),
+        "pool": os.environ.get("TOLOKA_POOL", "default_pool"),
+    },
 ) as dag:
     archive_pool = TolokaArchivePoolOperator(
         task_id="archive_pool", pool_id="{{ params.pool_id }}", wait_for_completion=False
