@@ -71,7 +71,11 @@ _registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = w
 
 async def _open(conn_id: str) -> SharedClient:
     conn = await BaseHook.aget_connection(conn_id)
-    settings = TolokaConnectionSettings.from_connection(conn, extra=await conn.aextra_dejson())
+    # Airflow 3.3 added ``aextra_dejson``, which masks secrets in extra without a blocking call;
+    # on 3.2 the sync property is all there is.
+    aextra = getattr(conn, "aextra_dejson", None)
+    extra = await aextra() if aextra is not None else conn.extra_dejson
+    settings = TolokaConnectionSettings.from_connection(conn, extra=extra)
     client = httpx.AsyncClient(
         base_url=settings.api_url,
         headers=settings.headers,
