@@ -1,4 +1,4 @@
-"""Measure the emulator's throughput: ``python tests/emulator/bench_emulator.py [--threads N]``.
+"""Measure the emulator's throughput: ``python benchmarks/bench_emulator.py [--threads N]``.
 
 Not a test (pytest does not collect ``bench_*``): numbers printed for a person, never asserted. Two runs:
 - in-process, as the pytest fixture runs it: client threads and server share one interpreter and its GIL,
