@@ -25,7 +25,7 @@ import requests
 
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_clients(client: Callable[[int], None], threads: int, requests_per_thread: int) -> float:

@@ -9,7 +9,8 @@ import requests
 
 THREADS = 16
 # Three requests per pool (archive, read the pool, read the operation): 2400 in all. In-process, the server
-# thread shares the GIL with every client thread, so more only slows the suite; benchmarks/bench_emulator.py runs 4800.
+# thread shares the GIL with every client thread, so more only slows the suite;
+# benchmarks/bench_emulator.py runs 4800.
 POOLS_PER_THREAD = 50
 
 
