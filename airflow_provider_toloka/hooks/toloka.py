@@ -207,12 +207,18 @@ class TolokaHook(BaseHook):
         if response.status_code >= 400:
             raise self._api_error(method, path, response)
         try:
-            return response.json()
+            body = response.json()
         except ValueError:
             raise TolokaError(
                 f"Toloka answered {method} {path} with HTTP {response.status_code} and a body that is not "
                 f"JSON ({response.headers.get('Content-Type')}): {self._scrub(response.text[:200])!r}"
             ) from None
+        if body is None:
+            # Only a 204 means "nothing to report" (already archived); a null body must not pass for one.
+            raise TolokaError(
+                f"Toloka answered {method} {path} with HTTP {response.status_code} and a JSON null body."
+            )
+        return body
 
     def _api_error(self, method: str, path: str, response: requests.Response) -> TolokaApiError:
         try:
@@ -287,9 +293,9 @@ class TolokaHook(BaseHook):
                 return self._start(action, kind, oid, ask_again=False)
             self.log.info("An operation for %s %s is already running: %s", kind, oid, describe(running))
             return running
-        if operation is not None and not operation.get("id"):
+        if operation is not None and not (isinstance(operation, dict) and operation.get("id")):
             raise TolokaError(
-                f"Toloka answered POST /{kind}s/{oid}/{action} without an operation id: {operation!r}"
+                f"Toloka answered POST /{kind}s/{oid}/{action} without an operation id: {operation!r:.200}"
             )
         return operation
 
