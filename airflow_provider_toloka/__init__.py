@@ -10,8 +10,6 @@ from typing import Any
 
 __version__ = "1.0.0.dev0"
 
-_UI_BASE_URL = "https://platform.toloka.ai"
-
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ``ProvidersManager`` (entry point ``apache_airflow_provider``)."""
@@ -34,6 +32,12 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.sensors.operation"]}
         ],
+        "extra-links": [
+            "airflow_provider_toloka.links.TolokaProjectLink",
+            "airflow_provider_toloka.links.TolokaPoolLink",
+            "airflow_provider_toloka.links.TolokaTrainingLink",
+            "airflow_provider_toloka.links.TolokaOperationLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "toloka",
@@ -42,7 +46,10 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "environment": {
                         "label": "Environment",
-                        "description": "Which Toloka API to call; ignored when Host is set.",
+                        "description": (
+                            "production calls https://toloka.dev/api/v1, sandbox calls "
+                            "https://sandbox.toloka.dev/api/v1. Ignored when Host override is set."
+                        ),
                         "schema": {
                             "type": ["string", "null"],
                             "enum": ["production", "sandbox"],
@@ -51,7 +58,10 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "auth_scheme": {
                         "label": "Authorization scheme",
-                        "description": "OAuth for OAuth tokens, ApiKey for API keys from the Toloka web UI.",
+                        "description": (
+                            "OAuth for an OAuth token (header 'Authorization: OAuth <token>'), "
+                            "ApiKey for an API key made in the Toloka web UI."
+                        ),
                         "schema": {
                             "type": ["string", "null"],
                             "enum": ["OAuth", "ApiKey"],
@@ -60,16 +70,30 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "ui_base_url": {
                         "label": "Web UI base URL",
-                        "description": "Where task links point, e.g. https://platform.toloka.ai",
-                        "schema": {"type": ["string", "null"], "default": _UI_BASE_URL},
+                        "description": (
+                            "Where the task buttons in Airflow link to, e.g. https://platform.toloka.ai. "
+                            "Leave empty for the environment's own web UI."
+                        ),
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "max_retries": {
+                        "label": "Retries",
+                        "description": "Retries after HTTP 429, 5xx or a dropped connection (default 5).",
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+                    },
+                    "timeout": {
+                        "label": "Request timeout (seconds)",
+                        "description": "Seconds to wait for one answer from Toloka (default 30).",
+                        "schema": {"type": ["number", "null"], "minimum": 1},
                     },
                 },
                 "ui-field-behaviour": {
+                    # Everything Toloka needs has a field of its own above, so the raw JSON is hidden too.
                     "hidden-fields": ["schema", "login", "port", "extra"],
                     "relabeling": {"password": "API token", "host": "Host override"},
                     "placeholders": {
-                        "password": "OAuth token or API key from the Toloka requester profile",
-                        "host": "Leave empty for toloka.dev; e.g. http://127.0.0.1:8765 for the emulator",
+                        "password": "OAuth token or API key from your Toloka requester profile",
+                        "host": "empty for the environment, or e.g. http://127.0.0.1:8765 (local emulator)",
                     },
                 },
             }

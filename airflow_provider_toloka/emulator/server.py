@@ -265,8 +265,9 @@ class TolokaEmulator:
         """Answer the next ``count`` matching requests with a fault instead of the route.
 
         ``kind``: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"504"``, ``"drop"`` (connection closed, no
-        answer), ``"400"``/``"403"`` (refusals a client must not retry) or ``"slow"`` (wait ``delay`` seconds, then answer normally). ``path`` matches as a substring
-        of the URL path. ``when="after"`` (drop only) handles the request first, so only its answer is lost.
+        answer), ``"400"``/``"403"`` (refusals a client must not retry) or ``"slow"`` (wait ``delay``
+        seconds, then answer normally). ``path`` matches as a substring of the URL path.
+        ``when="after"`` (drop only) handles the request first, so only its answer is lost.
         """
         self._faults.add(Fault(kind, count, path, method, retry_after, delay, when))
 

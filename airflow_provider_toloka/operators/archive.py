@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow.sdk import BaseOperator
 
-from airflow_provider_toloka.exceptions import TolokaApiError
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
+from airflow_provider_toloka.links import (
+    TolokaLink,
+    TolokaPoolLink,
+    TolokaProjectLink,
+    TolokaTrainingLink,
+    object_page_url,
+)
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
 from airflow_provider_toloka.validation import (
     validate_count,
@@ -58,6 +65,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
 
     object_kind: ClassVar[ObjectKind]
     id_field: ClassVar[str]
+    link: ClassVar[type[TolokaLink]]
     ui_color = "#d7e9f7"
 
     def __init__(
@@ -85,14 +93,16 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
     external_id_key = "toloka_archive_operation_id"
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        self._object_id = validate_id(self.id_field, getattr(self, self.id_field))
         self._operation: dict[str, Any] | None = None
+        self._persist_link(context, self._object_id)
         self.execute_resumable(context)
         return self._operation
 
     # -- ResumableJobMixin: the operation id is the job id -------------------------------------------
 
     def submit_job(self, context: Context) -> str | None:
-        object_id = validate_id(self.id_field, getattr(self, self.id_field))
+        object_id = self._object_id
         operation = self.hook.archive(self.object_kind, object_id)
         if operation is None:
             self.log.info("Toloka %s %s is already archived; nothing to do.", self.object_kind, object_id)
@@ -130,6 +140,17 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         self._operation = operation
         context["ti"].xcom_push(key="operation_id", value=operation["id"])
 
+    def _persist_link(self, context: Context, object_id: str) -> None:
+        """Give the task its web-UI button before archiving, so it is there to fix a refusal.
+
+        A link is a convenience: failing to build one only warns; the archive request that follows
+        reports any real problem with the id or the connection.
+        """
+        try:
+            self.link.persist(context, object_page_url(self.hook, self.object_kind, object_id))
+        except (TolokaError, KeyError) as error:
+            self.log.warning("No web-UI link for %s %s: %s", self.object_kind, object_id, error)
+
     def _finish(self, operation: dict[str, Any]) -> dict[str, Any]:
         status = operation_status(operation)
         if status is OperationStatus.FAIL:
@@ -156,6 +177,8 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
 
     object_kind = "project"
     id_field = "project_id"
+    link = TolokaProjectLink
+    operator_extra_links = (TolokaProjectLink(),)
     template_fields: Sequence[str] = ("project_id", "toloka_conn_id")
 
     def __init__(
@@ -226,6 +249,8 @@ class TolokaArchivePoolOperator(TolokaArchiveOperator):
 
     object_kind = "pool"
     id_field = "pool_id"
+    link = TolokaPoolLink
+    operator_extra_links = (TolokaPoolLink(),)
     template_fields: Sequence[str] = ("pool_id", "toloka_conn_id")
 
     def __init__(self, *, pool_id: str | int, **kwargs: Any) -> None:
@@ -241,6 +266,8 @@ class TolokaArchiveTrainingOperator(TolokaArchiveOperator):
 
     object_kind = "training"
     id_field = "training_id"
+    link = TolokaTrainingLink
+    operator_extra_links = (TolokaTrainingLink(),)
     template_fields: Sequence[str] = ("training_id", "toloka_conn_id")
 
     def __init__(self, *, training_id: str | int, **kwargs: Any) -> None:

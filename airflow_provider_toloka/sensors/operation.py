@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_toloka.exceptions import TolokaError
+from airflow_provider_toloka.links import TolokaOperationLink, operation_page_url
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
 from airflow_provider_toloka.validation import validate_id
 
@@ -30,10 +32,13 @@ class TolokaOperationSensor(BaseSensorOperator):
 
     :param operation_id: the operation to wait for (templated).
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
+    :param poke_interval: seconds between polls (Airflow's sensor argument; 30 here, as archives
+        take seconds to minutes).
     """
 
     template_fields: Sequence[str] = ("operation_id", "toloka_conn_id")
     ui_color = "#d7e9f7"
+    operator_extra_links = (TolokaOperationLink(),)
 
     def __init__(
         self,
@@ -46,6 +51,7 @@ class TolokaOperationSensor(BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.operation_id = operation_id
         self.toloka_conn_id = toloka_conn_id
+        self._link_persisted = False
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -63,6 +69,7 @@ class TolokaOperationSensor(BaseSensorOperator):
             )
             return PokeReturnValue(is_done=True, xcom_value=None)
         operation = self.hook.get_operation(validate_id("operation_id", self.operation_id))
+        self._persist_link(context, operation)
         status = operation_status(operation)
         if status is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
@@ -70,3 +77,16 @@ class TolokaOperationSensor(BaseSensorOperator):
         if status is OperationStatus.SUCCESS:
             return PokeReturnValue(is_done=True, xcom_value=operation)
         return False
+
+    def _persist_link(self, context: Context, operation: dict[str, Any]) -> None:
+        """Link to the operation's object once per sensor process; a missing link only warns."""
+        if self._link_persisted:
+            return
+        self._link_persisted = True
+        try:
+            url = operation_page_url(self.hook, operation)
+        except (TolokaError, KeyError) as error:
+            self.log.warning("No web-UI link for operation %s: %s", operation.get("id"), error)
+            return
+        if url:
+            TolokaOperationLink.persist(context, url)

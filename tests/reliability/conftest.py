@@ -43,9 +43,9 @@ def _serve(server: ScriptedServer) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = _answer  # noqa: N815 (http.server's naming)
+        do_GET = do_POST = _answer
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             """Quiet: the tests read ``received`` instead."""
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

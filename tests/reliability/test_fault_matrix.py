@@ -106,7 +106,7 @@ def seed(emu: TolokaEmulator, kind: str) -> None:
 
 @contextmanager
 def connection(emu: TolokaEmulator) -> Iterator[None]:
-    """``toloka_default`` pointing at ``emu`` with a small retry budget and HTTP time-out (connection extra)."""
+    """``toloka_default`` at ``emu``, with a small retry budget and HTTP time-out in the connection extra."""
     conn = json.loads(emu.airflow_conn_json())
     conn["extra"].update(max_retries=MAX_RETRIES, timeout=HTTP_TIMEOUT)
     saved = os.environ.get("AIRFLOW_CONN_TOLOKA_DEFAULT")

@@ -10,6 +10,17 @@ from airflow_provider_toloka.exceptions import TolokaOperationFailed
 from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
 
 
+class RecordingTI:
+    """Stands in for the task instance: the sensor pushes its web-UI link through it."""
+
+    def xcom_push(self, key: str, value: object) -> None:
+        pass
+
+
+def context() -> dict[str, object]:
+    return {"ti": RecordingTI()}
+
+
 @pytest.fixture
 def emu(toloka_conn):
     toloka_conn.add_project("1")
@@ -26,9 +37,9 @@ def start_archive(emu) -> str:
 def test_not_done_until_success_then_returns_the_operation(emu):
     emu.operation_duration = 1
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
-    assert sensor.poke({}) is False
+    assert sensor.poke(context()) is False
     time.sleep(1.2)
-    result = sensor.poke({})
+    result = sensor.poke(context())
     assert result.is_done
     assert result.xcom_value["status"] == "SUCCESS"
 
@@ -39,12 +50,12 @@ def test_fail_raises_with_details(emu):
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
     time.sleep(0.3)
     with pytest.raises(TolokaOperationFailed, match="broken"):
-        sensor.poke({})
+        sensor.poke(context())
 
 
 @pytest.mark.parametrize("rendered", [None, "", "None"])
 def test_no_operation_upstream_means_nothing_to_wait_for(emu, rendered):
-    result = TolokaOperationSensor(task_id="s", operation_id=rendered).poke({})
+    result = TolokaOperationSensor(task_id="s", operation_id=rendered).poke(context())
     assert result.is_done
     assert result.xcom_value is None
     assert emu.requests == []
@@ -52,7 +63,7 @@ def test_no_operation_upstream_means_nothing_to_wait_for(emu, rendered):
 
 def test_bad_operation_id_is_refused_before_any_request(emu):
     with pytest.raises(ValueError, match="operation_id='../x'"):
-        TolokaOperationSensor(task_id="s", operation_id="../x").poke({})
+        TolokaOperationSensor(task_id="s", operation_id="../x").poke(context())
     assert emu.requests == []
 
 

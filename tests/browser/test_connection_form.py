@@ -1,0 +1,138 @@
+"""The Toloka connection form in Airflow's own UI, driven in headless Chromium.
+
+Starts ``airflow api-server`` on a free loopback port with a throw-away SQLite home, opens
+*Admin → Connections → Add Connection*, picks the Toloka type and checks what a user sees; then
+saves a connection and reads it back to prove the form stores the extras where the hook reads them.
+The screenshot lands in ``docs/connection-form.png`` for the docs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "connection-form.png"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        # SimpleAuthManager without a login page: every visitor is admin (loopback only).
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+    )
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log = (home / "api-server.log").open("w")
+    server = subprocess.Popen(
+        [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"api-server did not start: {(home / 'api-server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1100, "height": 900},
+        )
+        yield browser.new_page()
+        browser.close()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_toloka_connection_form(api_server, page):
+    page.goto(f"{api_server}/connections", wait_until="networkidle")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("input[name=connection_id]").fill("toloka_ui")
+    dialog.get_by_role("combobox").first.fill("Toloka")
+    page.keyboard.press("Enter")
+
+    labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
+    for wanted in ("Host override", "API token", "Environment", "Authorization scheme", "Web UI base URL"):
+        assert wanted in labels
+    for hidden in ("Login", "Port", "Schema"):
+        assert hidden not in labels
+    token = dialog.locator("input[name=password]")
+    assert token.get_attribute("type") == "password"
+    assert "OAuth token or API key" in token.get_attribute("placeholder")
+    assert "127.0.0.1:8765" in dialog.locator("input[name=host]").get_attribute("placeholder")
+
+    token.fill("secret-token")
+    dialog.get_by_text("Extra Fields", exact=True).click()
+    dialog.get_by_text("Authorization scheme").wait_for()
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    dialog.get_by_role("button", name="Save").click()
+    page.get_by_text("toloka_ui").first.wait_for()
+
+    with urllib.request.urlopen(f"{api_server}/api/v2/connections/toloka_ui") as answer:
+        saved = json.load(answer)
+    assert saved["conn_type"] == "toloka"
+    assert json.loads(saved["extra"]).items() >= {"environment": "production", "auth_scheme": "OAuth"}.items()
+    # What the form saved is what the hook understands.
+    from airflow.sdk import Connection
+
+    from airflow_provider_toloka.connection import TolokaConnectionSettings
+
+    conn = Connection(conn_id="toloka_ui", conn_type="toloka", password="secret-token", extra=saved["extra"])
+    settings = TolokaConnectionSettings.from_connection(conn)
+    assert settings.api_url == "https://toloka.dev/api/v1"
+    assert settings.ui_base_url == "https://platform.toloka.ai"

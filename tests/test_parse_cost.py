@@ -1,0 +1,30 @@
+"""Parsing a DAG that uses the provider must not pay for the HTTP stack (it loads at run time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("requests", "urllib3", "fastapi", "uvicorn")
+
+
+@pytest.mark.parametrize(
+    "module", ["airflow_provider_toloka.operators.archive", "airflow_provider_toloka.sensors.operation"]
+)
+def test_importing_for_a_dag_adds_nothing_heavy(module):
+    # Airflow's task SDK itself brings httpx and tenacity; what matters is what this module adds.
+    code = f"""
+import json, sys
+from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator
+before = set(sys.modules)
+import {module}
+added = sorted(set(sys.modules) - before)
+print(json.dumps({{"added": added, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.splitlines()[-1])
+    assert result["heavy"] == []
+    assert [m for m in result["added"] if not m.startswith("airflow_provider_toloka")] == []
