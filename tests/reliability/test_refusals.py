@@ -1,4 +1,4 @@
-"""Refusals (400, 401, 403, 404, 409) answer the same way every time: the task fails at once, never retried."""
+"""Refusals (400, 401, 403, 404, 409) answer the same every time: the task fails at once, never retried."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def test_example_dag_run_leaks_no_token(secret_emu, caplog, capfd):
     secret_emu.load_seed("demo")
     path = Path(__file__).parents[2] / "example_dags" / "example_toloka_archive.py"
     spec = importlib.util.spec_from_file_location("example_toloka_archive_secrets", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     dag = module.dag
