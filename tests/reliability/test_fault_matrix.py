@@ -81,6 +81,7 @@ class Outcome:
     status_before: str
     status_after: str
     archive_operations: int
+    faults_injected: int
     faulted_requests: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -131,8 +132,9 @@ def run_case(
     with connection(emu):
         seed(emu, operator_name)
         status_before = emu.object(operator_name, object_id)["status"]
+        count = MAX_RETRIES + 1 if over_budget else 2
         for path, method in TARGETS[target]:
-            emu.inject_fault(count=MAX_RETRIES + 1 if over_budget else 2, path=path, method=method, **fault)
+            emu.inject_fault(count=count, path=path, method=method, **fault)
         operator = operator_cls(task_id="archive", poll_interval=POLL_INTERVAL, **{id_field: object_id})
         # The operator's own hook, with millisecond back-off instead of seconds so the matrix stays fast.
         operator.hook = TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
@@ -154,6 +156,7 @@ def run_case(
             status_before=status_before,
             status_after=emu.object(operator_name, object_id)["status"],
             archive_operations=len(emu.operations(type=f"{operator_name.upper()}.ARCHIVE")),
+            faults_injected=count * len(TARGETS[target]),
             faulted_requests=faulted,
         )
 
