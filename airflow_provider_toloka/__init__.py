@@ -38,6 +38,9 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_toloka.links.TolokaTrainingLink",
             "airflow_provider_toloka.links.TolokaOperationLink",
         ],
+        "triggers": [
+            {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.triggers.operation"]}
+        ],
         "connection-types": [
             {
                 "connection-type": "toloka",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_toloka import __version__
 from airflow_provider_toloka.validation import validate_count, validate_seconds
 
 ENVIRONMENTS = {
@@ -25,6 +26,9 @@ UI_BASE_URLS = {
 }
 AUTH_SCHEMES = ("OAuth", "ApiKey")
 API_PATH = "/api/v1"
+USER_AGENT = f"airflow-provider-toloka/{__version__}"
+# Seconds to wait for one HTTP answer unless the caller or the connection's ``timeout`` extra says otherwise.
+DEFAULT_TIMEOUT = 30.0
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -52,11 +56,22 @@ class TolokaConnectionSettings:
     def authorization(self) -> str:
         return f"{self.auth_scheme} {self.token}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request carries, from the sync hook and the async trigger alike."""
+        return {"Authorization": self.authorization, "User-Agent": USER_AGENT, "Accept": "application/json"}
+
     @classmethod
-    def from_connection(cls, conn: Any) -> TolokaConnectionSettings:
-        """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes)."""
+    def from_connection(cls, conn: Any, *, extra: dict[str, Any] | None = None) -> TolokaConnectionSettings:
+        """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes).
+
+        :param extra: the connection's parsed extra; pass ``await conn.aextra_dejson()`` inside an
+            event loop, where the synchronous ``conn.extra_dejson`` must not be called.
+        """
         conn_id = conn.conn_id
-        extra: dict[str, Any] = conn.extra_dejson or {}
+        if extra is None:
+            extra = conn.extra_dejson
+        extra = extra or {}
 
         def bad(field_name: str, value: Any, fix: str) -> ValueError:
             return ValueError(f"Toloka connection {conn_id!r}: {field_name}={value!r} is not valid: {fix}")

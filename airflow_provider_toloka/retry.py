@@ -16,6 +16,10 @@ import pendulum
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0
+# Defaults shared by the hook and the trigger, so both give up after the same run of faults.
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_RETRY_MIN_WAIT = 1.0
+DEFAULT_RETRY_MAX_WAIT = 30.0
 
 
 def parse_retry_after(value: str | None) -> float | None:

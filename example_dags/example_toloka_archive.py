@@ -6,6 +6,7 @@ whose seed uses these defaults) and against real Toloka (trigger with your own i
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
@@ -29,7 +30,13 @@ with DAG(
         "training_id": Param("3001", type="string", description="Training linked to those pools"),
     },
     # A retried task never starts a second archive: it finds the running one and waits on it.
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
+    # Set TOLOKA_POOL (e.g. "toloka", an Airflow pool sized from Toloka's rate limit) where the DAGs are
+    # parsed to bound Toloka traffic across all workers; see docs/deployment.md.
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=5),
+        "pool": os.environ.get("TOLOKA_POOL", "default_pool"),
+    },
 ) as dag:
 
     @task

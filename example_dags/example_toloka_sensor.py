@@ -6,6 +6,7 @@ Toloka accepts the request, and the sensor (here in ``reschedule`` mode) checks 
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
@@ -21,7 +22,13 @@ with DAG(
     catchup=False,
     tags=["toloka", "example"],
     params={"pool_id": Param("2401", type="string", description="A closed pool to archive")},
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
+    # Set TOLOKA_POOL (e.g. "toloka", an Airflow pool sized from Toloka's rate limit) where the DAGs are
+    # parsed to bound Toloka traffic across all workers; see docs/deployment.md.
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=5),
+        "pool": os.environ.get("TOLOKA_POOL", "default_pool"),
+    },
 ) as dag:
     archive = TolokaArchivePoolOperator(
         task_id="archive_pool", pool_id="{{ params.pool_id }}", wait_for_completion=False

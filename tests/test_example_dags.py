@@ -59,3 +59,23 @@ def test_cascade_example_closes_and_archives_the_whole_project(airflow_db, demo)
     for kind, object_id in [("pool", "2201"), ("pool", "2204"), ("training", "3201"), ("project", "1003")]:
         assert demo.object(kind, object_id)["status"] == "ARCHIVED"
     assert [op["parameters"]["pool_id"] for op in demo.operations(type="POOL.CLOSE")] == ["2204"]
+
+
+def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, monkeypatch):
+    from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+    waited_on = []
+    run_trigger = TolokaOperationTrigger.run
+
+    async def recording_run(trigger):
+        waited_on.append(trigger.operation_id)
+        async for event in run_trigger(trigger):
+            yield event
+
+    monkeypatch.setattr(TolokaOperationTrigger, "run", recording_run)
+    run = load_dag("example_toloka_deferrable").test()
+    assert run.state == "success"
+    for kind, object_id in [("pool", "2101"), ("training", "3101"), ("project", "1002")]:
+        assert demo.object(kind, object_id)["status"] == "ARCHIVED"
+    # dag.test() runs each trigger inline: the sensor and both waiting operators deferred.
+    assert sorted(waited_on) == sorted(op["id"] for op in demo.operations())

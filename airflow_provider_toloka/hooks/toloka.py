@@ -17,8 +17,7 @@ import requests
 from airflow.sdk import BaseHook
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from airflow_provider_toloka import __version__
-from airflow_provider_toloka.connection import TolokaConnectionSettings
+from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
     TolokaError,
@@ -27,7 +26,15 @@ from airflow_provider_toloka.exceptions import (
     TolokaRetriesExhausted,
 )
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
-from airflow_provider_toloka.retry import RETRYABLE_STATUS, backoff_delay, describe_fault, parse_retry_after
+from airflow_provider_toloka.retry import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_MAX_WAIT,
+    DEFAULT_RETRY_MIN_WAIT,
+    RETRYABLE_STATUS,
+    backoff_delay,
+    describe_fault,
+    parse_retry_after,
+)
 from airflow_provider_toloka.validation import (
     validate_count,
     validate_id,
@@ -40,9 +47,6 @@ if TYPE_CHECKING:
 
 ObjectKind = Literal["project", "pool", "training"]
 
-USER_AGENT = f"airflow-provider-toloka/{__version__}"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 5
 # Toloka documents a page size of at most 300; fewer, larger pages mean fewer requests.
 PAGE_LIMIT = 300
 
@@ -88,8 +92,8 @@ class TolokaHook(BaseHook):
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
-        retry_min_wait: float = 1.0,
-        retry_max_wait: float = 30.0,
+        retry_min_wait: float = DEFAULT_RETRY_MIN_WAIT,
+        retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         throttle: Throttle | None = None,
     ) -> None:
         super().__init__()
@@ -128,13 +132,7 @@ class TolokaHook(BaseHook):
     @cached_property
     def _session(self) -> requests.Session:
         session = requests.Session()
-        session.headers.update(
-            {
-                "Authorization": self.settings.authorization,
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-            }
-        )
+        session.headers.update(self.settings.headers)
         return session
 
     # -- wire ---------------------------------------------------------------------------------
@@ -225,19 +223,14 @@ class TolokaHook(BaseHook):
             body = response.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict):
-            body = {
-                "message": f"non-JSON answer ({response.headers.get('Content-Type') or 'no content type'})"
-            }
-        return TolokaApiError(
+        return TolokaApiError.from_answer(
             method=method,
             path=path,
             status_code=response.status_code,
-            code=body.get("code"),
-            message=self._scrub(str(body.get("message") or response.reason or "")),
-            request_id=body.get("request_id") or response.headers.get("X-Request-Id"),
-            payload=body.get("payload"),
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            body=body,
+            headers=response.headers,
+            reason=response.reason,
+            scrub=self._scrub,
         )
 
     def _scrub(self, text: str) -> str:

@@ -10,14 +10,17 @@ imports ``requests``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.configuration import conf
 from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow.sdk import BaseOperator
 
-from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
+from airflow_provider_toloka.events import OperationEvent, operation_from_event
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError, TolokaOperationTimeout
 from airflow_provider_toloka.links import (
     TolokaLink,
     TolokaPoolLink,
@@ -61,6 +64,10 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
     :param timeout: seconds to wait for the operation before failing the task; ``None`` waits until
         Airflow's own limits (``execution_timeout``) stop the task. The archive keeps running in
         Toloka either way, and a retry of the task waits on it instead of starting another.
+    :param deferrable: wait in the triggerer instead of the worker (``TolokaOperationTrigger``), so
+        the task holds no worker slot while Toloka archives. The request is still sent from the
+        worker; an operation that is already finished (or a 204 for an archived object) never defers.
+        Default: ``[operators] default_deferrable``.
     """
 
     object_kind: ClassVar[ObjectKind]
@@ -75,6 +82,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         wait_for_completion: bool = True,
         poll_interval: float = 10.0,
         timeout: float | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +90,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.timeout = validate_optional_seconds("timeout", timeout)
+        self.deferrable = deferrable
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -95,7 +104,6 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any] | None:
         self._object_id = validate_id(self.id_field, getattr(self, self.id_field))
         self._operation: dict[str, Any] | None = None
-        self._persist_link(context, self._object_id)
         self.execute_resumable(context)
         return self._operation
 
@@ -103,7 +111,13 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
 
     def submit_job(self, context: Context) -> str | None:
         object_id = self._object_id
-        operation = self.hook.archive(self.object_kind, object_id)
+        try:
+            operation = self.hook.archive(self.object_kind, object_id)
+        except TolokaApiError as error:
+            if error.status_code == 409:  # the object exists: its page is where to fix the conflict
+                self._persist_link(context, object_id)
+            raise
+        self._persist_link(context, object_id)
         if operation is None:
             self.log.info("Toloka %s %s is already archived; nothing to do.", self.object_kind, object_id)
             return None
@@ -120,7 +134,10 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
             # Toloka no longer knows it: archive again (idempotent: 204 if the first one worked).
             return "UNKNOWN"
         self._follow(operation, context)
-        return operation_status(operation).value
+        status = operation_status(operation)
+        if status is not OperationStatus.FAIL:  # reconnecting: this try's button (a FAIL resubmits)
+            self._persist_link(context, self._object_id)
+        return status.value
 
     def is_job_active(self, status: str) -> bool:
         return status in (OperationStatus.PENDING.value, OperationStatus.RUNNING.value)
@@ -141,10 +158,10 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         context["ti"].xcom_push(key="operation_id", value=operation["id"])
 
     def _persist_link(self, context: Context, object_id: str) -> None:
-        """Give the task its web-UI button before archiving, so it is there to fix a refusal.
+        """Give the task its web-UI button: after the archive request, or with a 409 to fix the conflict.
 
-        A link is a convenience: failing to build one only warns; the archive request that follows
-        reports any real problem with the id or the connection.
+        Not before the request: a 401 or 404 must fail with exactly one request sent. A link is a
+        convenience, so failing to build one only warns.
         """
         try:
             self.link.persist(context, object_page_url(self.hook, self.object_kind, object_id))
@@ -157,9 +174,36 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
             raise self.hook.operation_failed(operation)
         if status is OperationStatus.SUCCESS or not self.wait_for_completion:
             return operation
+        if self.deferrable:
+            self._defer(operation)
         return self.hook.wait_for_operation(
             operation["id"], poll_interval=self.poll_interval, timeout=self.timeout
         )
+
+    def _defer(self, operation: dict[str, Any]) -> None:
+        # Imported here: parsing a DAG never pays for the trigger module.
+        from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+        self.defer(
+            trigger=TolokaOperationTrigger(
+                operation_id=operation["id"],
+                toloka_conn_id=self.toloka_conn_id,
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.timeout if self.timeout else None,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: return the operation on success, raise on anything else."""
+
+        def timed_out(event: OperationEvent) -> Exception:
+            operation = event["operation"] or {"id": event["operation_id"]}
+            return TolokaOperationTimeout(operation, self.timeout or 0)
+
+        operation = operation_from_event(event, on_timeout=timed_out)
+        self.log.info("%s", describe(operation))
+        return operation
 
 
 class TolokaArchiveProjectOperator(TolokaArchiveOperator):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import TolokaError
 from airflow_provider_toloka.links import TolokaOperationLink, operation_page_url
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
-from airflow_provider_toloka.validation import validate_id
+from airflow_provider_toloka.validation import validate_id, validate_seconds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,6 +38,10 @@ class TolokaOperationSensor(BaseSensorOperator):
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
     :param poke_interval: seconds between polls (Airflow's sensor argument; 30 here, as archives
         take seconds to minutes).
+    :param deferrable: after one check in the worker, wait in the triggerer
+        (``TolokaOperationTrigger``, polling every ``poke_interval`` at most) instead of poking;
+        ``mode`` is then ignored and ``timeout`` becomes the trigger's deadline. Default:
+        ``[operators] default_deferrable``.
     """
 
     template_fields: Sequence[str] = ("operation_id", "toloka_conn_id")
@@ -46,12 +54,17 @@ class TolokaOperationSensor(BaseSensorOperator):
         operation_id: str,
         toloka_conn_id: str = "toloka_default",
         poke_interval: float = 30.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.operation_id = operation_id
         self.toloka_conn_id = toloka_conn_id
         self._link_persisted = False
+        self.deferrable = deferrable
+        if deferrable:  # poke mode accepts 0; the trigger must not spin, so refuse it here, not at defer
+            validate_seconds("poke_interval", self.poke_interval)
+            validate_seconds("timeout", self.timeout)
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -90,3 +103,35 @@ class TolokaOperationSensor(BaseSensorOperator):
             return
         if url:
             TolokaOperationLink.persist(context, url)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        done = self.poke(context)
+        if done:
+            return done.xcom_value if isinstance(done, PokeReturnValue) else None
+        # Imported here: parsing a DAG never pays for the trigger module.
+        from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+        self.defer(
+            trigger=TolokaOperationTrigger(
+                operation_id=str(self.operation_id),
+                toloka_conn_id=self.toloka_conn_id,
+                poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: return the operation on success, raise on anything else.
+
+        A timeout raises ``AirflowSensorTimeout``, so ``soft_fail`` skips the task as in poke mode.
+        """
+
+        def timed_out(event: OperationEvent) -> Exception:
+            return AirflowSensorTimeout(event["message"])
+
+        operation = operation_from_event(event, on_timeout=timed_out)
+        self.log.info("%s", describe(operation))
+        return operation

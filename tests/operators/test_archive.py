@@ -61,8 +61,8 @@ def test_without_waiting_returns_the_submitted_operation(emu):
     result, pushed = run(TolokaArchivePoolOperator(task_id="p", pool_id="10", wait_for_completion=False))
     assert result["status"] in ("PENDING", "RUNNING")
     assert pushed["operation_id"] == result["id"]
-    # One read for the web-UI link (the pool's project), one archive request, and no polling.
-    assert [r.method for r in emu.requests] == ["GET", "POST"]
+    # One archive request, then one read for the web-UI link (the pool's project), and no polling.
+    assert [r.method for r in emu.requests] == ["POST", "GET"]
 
 
 def test_fail_fails_the_task_with_the_details(emu):

@@ -1,0 +1,319 @@
+"""A real Airflow deployment on this machine: api-server, scheduler, dag-processor and triggerer.
+
+Used by the deployment test and by ``./dev live``. Everything lives in a throw-away ``AIRFLOW_HOME``
+(SQLite, ``LocalExecutor``, loopback ports picked at start), talks to Toloka emulators started as
+subprocesses, and reads the ``toloka`` connections from the metadata DB, stored there with
+``airflow connections import``: the same path a production task takes through the Execution API.
+
+Airflow 3 allows ``LocalExecutor`` on SQLite (``airflow standalone`` runs that way); SQLite has one
+writer, so components wait on each other a little, which is fine at this scale.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = REPO / "example_dags"
+TEST_DAGS = Path(__file__).with_name("dags")
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The Airflow pool the example DAGs run their Toloka tasks in (they read TOLOKA_POOL when parsed).
+TOLOKA_POOL = "toloka"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], Any], deadline: float, every: float = 0.5) -> Any:
+    """Call ``check`` until it returns something truthy; raise naming ``what`` after ``deadline`` seconds."""
+    give_up = time.monotonic() + deadline
+    last_error: Exception | None = None
+    while time.monotonic() < give_up:
+        try:
+            result = check()
+        except (requests.RequestException, OSError) as error:
+            last_error, result = error, None
+        if result:
+            return result
+        time.sleep(every)
+    raise TimeoutError(f"{what}: not done after {deadline:.0f} s (last error: {last_error!r})")
+
+
+@dataclass
+class Emulator:
+    """A Toloka emulator subprocess: one Toloka account, reachable over HTTP with ``token``."""
+
+    name: str
+    seed: str
+    operation_duration: float
+    token: str = field(default_factory=lambda: f"deploy-{secrets.token_hex(12)}")
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "airflow_provider_toloka.emulator",
+            "--port",
+            str(self.port),
+            "--seed",
+            self.seed,
+            "--token",
+            self.token,
+            "--operation-duration",
+            str(self.operation_duration),
+        ]
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = requests.get(
+            f"{self.url}/api/v1{path}",
+            params=params,
+            headers={"Authorization": f"OAuth {self.token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def answers(self) -> bool:
+        """Whether it is up and accepts the token (raises while it is not listening yet)."""
+        self.get("/operations")
+        return True
+
+    def operations(self) -> list[dict[str, Any]]:
+        return list(self.get("/operations")["items"])
+
+    def object(self, kind: str, object_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/{kind}s/{object_id}"))
+
+
+class AirflowStack:
+    """Start with ``start()`` (or ``with``), stop with ``stop()``: every process it started goes away.
+
+    :param home: an empty directory to use as ``AIRFLOW_HOME``.
+    :param emulators: connection id -> Toloka emulator to start and store as that ``toloka`` connection.
+    :param api_port: the api-server's port; a free one by default.
+    :param extra_dags: DAG files copied next to the example DAGs in the deployment's DAGS_FOLDER.
+    :param pool_slots: size of the ``toloka`` pool, as docs/deployment.md recommends creating it.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        emulators: dict[str, Emulator],
+        api_port: int | None = None,
+        extra_dags: Iterable[Path] = (),
+        pool_slots: int = 4,
+    ) -> None:
+        self.home = home
+        self.emulators = emulators
+        self.api_port = api_port or free_port()
+        self.extra_dags = tuple(extra_dags)
+        self.pool_slots = pool_slots
+        self.dags_folder = home / "dags"
+        self.output_dir = home / "components"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.timings: dict[str, float] = {}  # seconds each start-up phase took, for the curious
+        self.env = self._environment()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _environment(self) -> dict[str, str]:
+        # Nothing of the caller's Airflow set-up may leak in: no AIRFLOW_CONN_* (the connection must come
+        # from the DB), no unit-test mode, no other AIRFLOW_HOME.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+        fernet_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__FERNET_KEY": fernet_key,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "PYTHONUNBUFFERED": "1",
+                "TOLOKA_POOL": TOLOKA_POOL,
+            }
+        )
+        return env
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, parse_deadline: float = 180.0) -> None:
+        """Migrate the DB, store the connections, start everything and wait until the DAGs are parsed."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.dags_folder.mkdir(parents=True, exist_ok=True)
+        for source in [*sorted(EXAMPLE_DAGS.glob("*.py")), *self.extra_dags]:
+            shutil.copy(source, self.dags_folder / source.name)
+        started = time.monotonic()
+
+        def phase(name: str) -> None:
+            self.timings[name] = round(time.monotonic() - started - sum(self.timings.values()), 1)
+
+        try:
+            for name, emulator in self.emulators.items():
+                self._spawn(f"emulator-{name}", emulator.command())
+            self._airflow("db", "migrate")
+            phase("db migrate")
+            for component in COMPONENTS:
+                self._spawn(component, [sys.executable, "-m", "airflow", component])
+            self._add_connections()  # while the components boot: nothing reads it before a task runs
+            phase("connections import")
+            for name, emulator in self.emulators.items():
+                wait_until(f"emulator {name} answers", emulator.answers, 30)
+            wait_until("api-server is healthy", self._healthy, parse_deadline)
+            phase("api-server up")
+            description = "Bounds Toloka API traffic across all workers (docs/deployment.md)"
+            self.api(
+                "POST", "/pools", {"name": TOLOKA_POOL, "slots": self.pool_slots, "description": description}
+            )
+            wait_until("example DAGs are parsed", self._dags_parsed, parse_deadline, every=1)
+            phase("DAGs parsed")
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> AirflowStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Terminate every process group started here; kill whatever is still alive after ``grace``."""
+        for process in self.processes.values():
+            _signal_group(process, signal.SIGTERM)
+        give_up = time.monotonic() + grace
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, give_up - time.monotonic()))
+        for process in self.processes.values():
+            # Also the group's leftovers (task runners, log servers) whose leader has already gone.
+            _signal_group(process, signal.SIGKILL)
+            if process.poll() is None:
+                process.wait(5)
+
+    def check_alive(self) -> None:
+        """Raise if a component has exited: a dead scheduler would otherwise just look slow."""
+        dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+        if dead:
+            raise RuntimeError(f"components exited: {dead}\n{self.log_tails()}")
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        output = (self.output_dir / f"{name}.log").open("wb")
+        self.processes[name] = subprocess.Popen(
+            command,
+            env=self.env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() reaches the task subprocesses too
+        )
+        output.close()
+
+    def _airflow(self, *args: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            # The arguments may hold a token: name the command only.
+            raise RuntimeError(f"airflow {args[0]} {args[1]} failed:\n{result.stdout}\n{result.stderr}")
+
+    def _add_connections(self) -> None:
+        """Store one ``toloka`` connection per emulator in the metadata DB, in one CLI call."""
+        connections = {
+            conn_id: {
+                "conn_type": "toloka",
+                "host": emulator.url,
+                "password": emulator.token,
+                "extra": json.dumps({"auth_scheme": "OAuth"}),
+            }
+            for conn_id, emulator in self.emulators.items()
+        }
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "connections.json"
+            path.write_text(json.dumps(connections))
+            self._airflow("connections", "import", str(path))
+
+    def _healthy(self) -> bool:
+        self.check_alive()
+        return requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).ok
+
+    def _dags_parsed(self) -> bool:
+        self.check_alive()
+        errors = self.api("GET", "/importErrors")
+        if errors["total_entries"]:
+            raise RuntimeError(f"DAG import errors: {json.dumps(errors['import_errors'], indent=1)}")
+        expected = {str(path) for path in self.dags_folder.glob("*.py")}
+        parsed = {dag["fileloc"] for dag in self.api("GET", "/dags", limit=100)["dags"]}
+        return expected <= parsed
+
+    def api(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """Call the public REST API (``/api/v2``); SimpleAuthManager's all-admins mode needs no login."""
+        response = requests.request(
+            method, f"{self.api_url}/api/v2{path}", json=body, params=params or None, timeout=30
+        )
+        if not response.ok:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
+        return response.json() if response.content else None
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last ``lines`` of each component's output, for a failure message."""
+        parts = []
+        for path in sorted(self.output_dir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"===== {path.name} (last {len(tail)} lines) =====\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
