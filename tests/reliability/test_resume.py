@@ -192,3 +192,21 @@ def test_an_archive_that_ends_between_the_refusal_and_the_look_up_is_not_an_erro
 
     assert hook.archive_pool("10") is None  # asked again: 204, already archived
     assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
+# -- deferrable: the stored id survives the trip to the triggerer ------------------------------------
+
+
+def test_a_deferrable_retry_defers_again_on_the_stored_operation(emu):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    emu.operation_duration = 30
+    store = FakeTaskStateStore()
+    with pytest.raises(TaskDeferred) as first:
+        run_try(store, deferrable=True)
+    with pytest.raises(TaskDeferred) as second:
+        run_try(store, deferrable=True)
+
+    first_id = first.value.trigger.serialize()[1]["operation_id"]
+    assert second.value.trigger.serialize()[1]["operation_id"] == first_id == store.values[KEY]
+    assert archive_posts(emu) == 1

@@ -153,3 +153,29 @@ def test_a_server_that_echoes_the_token_does_not_make_it_leak(
     assert "***" in str(err.value) or status == 401
     for text in (str(err.value), repr(err.value), captured.out, captured.err, caplog.text):
         assert TOKEN not in text
+
+
+@pytest.mark.parametrize("arrange", ["success", "unknown operation (404)", "retries spent (503)", "drops"])
+async def test_the_trigger_leaks_no_token(secret_emu, monkeypatch, caplog, capfd, arrange):
+    from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+    conn = json.loads(secret_emu.airflow_conn_json())
+    conn["extra"]["max_retries"] = 1  # a short retry budget (the connection extra) keeps this fast
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", json.dumps(conn))
+    secret_emu.add_pool("10", project_id="1")
+    operation_id = TolokaHook().archive_pool("10")["id"] if arrange == "success" else "op-1"
+    if arrange == "retries spent (503)":
+        secret_emu.inject_fault("503", count=20, path="/operations")
+    if arrange == "drops":
+        secret_emu.inject_fault("drop", count=20, path="/operations")
+    trigger = TolokaOperationTrigger(operation_id=operation_id, poll_interval=0.05)
+
+    with caplog.at_level(logging.DEBUG):
+        events = [event.payload async for event in trigger.run()]
+
+    captured = capfd.readouterr()
+    texts = [json.dumps(events, default=str), repr(trigger), json.dumps(trigger.serialize(), default=str)]
+    texts += [captured.out, captured.err, caplog.text]
+    assert len(events) == 1
+    for text in texts:
+        assert TOKEN not in text
