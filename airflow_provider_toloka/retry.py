@@ -57,3 +57,67 @@ def describe_fault(error: BaseException) -> str:
         code = getattr(error, "code", None)
         return f"HTTP {status}" + (f" {code}" if code else "")
     return f"{type(error).__name__}: {error}"
+
+
+def is_retryable(error: BaseException, transient: tuple[type[BaseException], ...]) -> bool:
+    """A retryable HTTP status, or one of the client library's transient errors (dropped, timed out)."""
+    status = getattr(error, "status_code", None)
+    if status is not None:
+        return status in RETRYABLE_STATUS
+    return isinstance(error, transient)
+
+
+def retry_policy(
+    *,
+    method: str,
+    path: str,
+    max_retries: int,
+    min_wait: float,
+    max_wait: float,
+    transient: tuple[type[BaseException], ...],
+    log: Any,
+) -> dict[str, Any]:
+    """Keyword arguments for tenacity's ``Retrying`` (sync hook) or ``AsyncRetrying`` (async hook).
+
+    One policy for both, so a blocking wait and a deferred one retry the same faults the same way and
+    give up with the same ``TolokaRetriesExhausted`` naming the last fault and the attempts made.
+    """
+    from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
+
+    from airflow_provider_toloka.exceptions import TolokaRetriesExhausted
+
+    def error_of(state: RetryCallState) -> BaseException:
+        error = state.outcome.exception() if state.outcome else None
+        assert error is not None
+        return error
+
+    def give_up(state: RetryCallState) -> None:
+        error = error_of(state)
+        raise TolokaRetriesExhausted(
+            method=method, path=path, attempts=state.attempt_number, last_fault=describe_fault(error)
+        ) from error
+
+    def wait(state: RetryCallState) -> float:
+        retry_after = getattr(error_of(state), "retry_after", None)
+        return backoff_delay(
+            state.attempt_number, initial=min_wait, maximum=max_wait, retry_after=retry_after
+        )
+
+    def log_retry(state: RetryCallState) -> None:
+        log.warning(
+            "Toloka %s %s: %s; retry %d of %d in %.1f s",
+            method,
+            path,
+            describe_fault(error_of(state)),
+            state.attempt_number,
+            max_retries,
+            state.upcoming_sleep,
+        )
+
+    return {
+        "stop": stop_after_attempt(max_retries + 1),
+        "wait": wait,
+        "retry": retry_if_exception(lambda error: is_retryable(error, transient)),
+        "before_sleep": log_retry,
+        "retry_error_callback": give_up,
+    }

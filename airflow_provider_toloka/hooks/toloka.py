@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pendulum
 import requests
 from airflow.sdk import BaseHook
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import Retrying
 
 from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import (
@@ -23,17 +23,15 @@ from airflow_provider_toloka.exceptions import (
     TolokaError,
     TolokaOperationFailed,
     TolokaOperationTimeout,
-    TolokaRetriesExhausted,
 )
+from airflow_provider_toloka.hooks.answer import read_answer
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
     DEFAULT_RETRY_MIN_WAIT,
-    RETRYABLE_STATUS,
-    backoff_delay,
-    describe_fault,
     parse_retry_after,
+    retry_policy,
 )
 from airflow_provider_toloka.validation import (
     validate_count,
@@ -55,12 +53,6 @@ _TRANSIENT_ERRORS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-
-
-def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, TolokaApiError):
-        return error.status_code in RETRYABLE_STATUS
-    return isinstance(error, _TRANSIENT_ERRORS)
 
 
 class TolokaHook(BaseHook):
@@ -139,52 +131,25 @@ class TolokaHook(BaseHook):
 
     def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
         """Send one request, retrying transient faults; return the JSON body, or ``None`` on 204."""
-
-        def give_up(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            assert error is not None
-            raise TolokaRetriesExhausted(
-                method=method, path=path, attempts=state.attempt_number, last_fault=describe_fault(error)
-            ) from error
-
-        def wait(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            return backoff_delay(
-                state.attempt_number,
-                initial=self.retry_min_wait,
-                maximum=self.retry_max_wait,
-                retry_after=getattr(error, "retry_after", None),
-            )
-
-        def log_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            assert error is not None
-            self.log.warning(
-                "Toloka %s %s: %s; retry %d of %d in %.1f s",
-                method,
-                path,
-                describe_fault(error),
-                state.attempt_number,
-                self.max_retries,
-                state.upcoming_sleep,
-            )
-
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait,
-            retry=retry_if_exception(_is_retryable),
-            before_sleep=log_retry,
-            retry_error_callback=give_up,
+            **retry_policy(
+                method=method,
+                path=path,
+                max_retries=self.max_retries,
+                min_wait=self.retry_min_wait,
+                max_wait=self.retry_max_wait,
+                transient=_TRANSIENT_ERRORS,
+                log=self.log,
+            )
         )
         return retrying(self._send, method, path, params)
 
     def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
-        url = self.settings.api_url + path
         if self.throttle is not None:
             self.throttle.before_request()
         response = self._session.request(
             method,
-            url,
+            self.settings.api_url + path,
             params=params,
             timeout=(min(10.0, self.timeout), self.timeout),
             # A redirect could carry the token to a host the user never configured.
@@ -194,42 +159,14 @@ class TolokaHook(BaseHook):
             self.throttle.after_response(
                 response.status_code, parse_retry_after(response.headers.get("Retry-After"))
             )
-        if response.status_code == 204:
-            return None
-        if 300 <= response.status_code < 400:
-            raise TolokaError(
-                f"Toloka answered {method} {path} with HTTP {response.status_code} redirecting to "
-                f"{response.headers.get('Location')!r}; redirects are not followed so the token never "
-                f"leaves {self.settings.api_url}. Check the connection's host."
-            )
-        if response.status_code >= 400:
-            raise self._api_error(method, path, response)
-        try:
-            body = response.json()
-        except ValueError:
-            raise TolokaError(
-                f"Toloka answered {method} {path} with HTTP {response.status_code} and a body that is not "
-                f"JSON ({response.headers.get('Content-Type')}): {self._scrub(response.text[:200])!r}"
-            ) from None
-        if body is None:
-            # Only a 204 means "nothing to report" (already archived); a null body must not pass for one.
-            raise TolokaError(
-                f"Toloka answered {method} {path} with HTTP {response.status_code} and a JSON null body."
-            )
-        return body
-
-    def _api_error(self, method: str, path: str, response: requests.Response) -> TolokaApiError:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        return TolokaApiError.from_answer(
-            method=method,
-            path=path,
+        return read_answer(
+            method,
+            path,
             status_code=response.status_code,
-            body=body,
             headers=response.headers,
+            text=response.text,
             reason=response.reason,
+            api_url=self.settings.api_url,
             scrub=self._scrub,
         )
 

@@ -159,7 +159,7 @@ def scripted_hook(scripted_server, monkeypatch) -> TolokaHook:
         (202, {}, "application/json", "without an operation id"),
         (202, {"status": "RUNNING"}, "application/json", "without an operation id"),
         (202, [], "application/json", "without an operation id"),
-        (202, "null", "application/json", "JSON null body"),
+        (202, "null", "application/json", "not JSON"),
         (200, "<html><body>Welcome to nginx</body></html>", "text/html", "not JSON"),
         (202, "not json {", "application/json", "not JSON"),
     ],
@@ -180,7 +180,7 @@ def test_a_malformed_archive_answer_fails_clearly_after_one_request(
         ({"id": "op-1", "status": "PAUSED"}, "status 'PAUSED', which is none of PENDING"),
         ({"id": "op-1"}, "status None, which is none of PENDING"),
         ([], "where an operation object was expected"),
-        ("null", "JSON null body"),
+        ("null", "not JSON"),
         ("<html>" + "x" * 10_000, "not JSON"),
     ],
 )

@@ -1,0 +1,58 @@
+"""Turning one HTTP answer from Toloka into data or the provider's exceptions.
+
+The sync hook (``requests``) and the async hook (``httpx``) both read answers here, so a redirect, a
+refusal, a 204 or a proxy's HTML page means the same thing whichever way a task waits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
+
+
+def read_answer(
+    method: str,
+    path: str,
+    *,
+    status_code: int,
+    headers: Mapping[str, str],
+    text: str,
+    reason: str,
+    api_url: str,
+    scrub: Callable[[str], str],
+) -> Any:
+    """The JSON body of a 2xx answer, ``None`` for 204; raise for redirects, refusals and non-JSON bodies.
+
+    :param scrub: hides the token should a server or proxy ever echo it back.
+    """
+    if status_code == 204:
+        return None
+    if 300 <= status_code < 400:
+        raise TolokaError(
+            f"Toloka answered {method} {path} with HTTP {status_code} redirecting to "
+            f"{headers.get('Location')!r}; redirects are not followed so the token never "
+            f"leaves {api_url}. Check the connection's host."
+        )
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    if status_code >= 400:
+        raise TolokaApiError.from_answer(
+            method=method,
+            path=path,
+            status_code=status_code,
+            body=body,
+            headers=headers,
+            reason=reason,
+            scrub=scrub,
+        )
+    if body is None:
+        raise TolokaError(
+            f"Toloka answered {method} {path} with HTTP {status_code} and a body that is not JSON "
+            f"({headers.get('Content-Type')}): {scrub(text[:200])!r}"
+        )
+    return body

@@ -1,0 +1,204 @@
+"""The asynchronous side of the hook, for the triggerer: what ``TolokaHook`` does, without blocking a loop.
+
+``TolokaAsyncHook`` reads operations with ``httpx``, with the same answer rules (``hooks.answer``) and
+retry policy (``retry.retry_policy``) as the synchronous hook, so a deferred wait and a blocking one
+behave alike and the trigger itself never touches HTTP.
+
+One HTTP client per connection and event loop is shared by every trigger waiting in that loop. A
+triggerer may hold thousands of waits. Reading the connection costs ~6 ms of CPU and building an
+``httpx.AsyncClient`` (TLS context included) ~1 ms, both without yielding to the loop; per trigger, 5000
+triggers starting together stalled the loop for 10 s in ``benchmarks/bench_trigger.py``. Shared, the
+cost is paid once, and a bounded pool keeps the open sockets to Toloka at ``MAX_CONNECTIONS``.
+
+The client lives while any trigger uses it and closes with the last one. A trigger starting after
+``MAX_AGE`` seconds gets a fresh client and a fresh read of the connection, so a rotated token is
+picked up within minutes even on a triggerer that is never idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+from airflow.sdk import BaseHook
+from tenacity import AsyncRetrying
+
+from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
+from airflow_provider_toloka.exceptions import TolokaError
+from airflow_provider_toloka.hooks.answer import read_answer
+from airflow_provider_toloka.retry import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_MAX_WAIT,
+    DEFAULT_RETRY_MIN_WAIT,
+    retry_policy,
+)
+from airflow_provider_toloka.validation import validate_id
+
+MAX_CONNECTIONS = 100
+MAX_AGE = 300.0
+
+
+@dataclass
+class SharedClient:
+    settings: TolokaConnectionSettings
+    client: httpx.AsyncClient
+    opened: float = field(default_factory=time.monotonic)
+    users: int = 0
+    # httpcore rescans its whole wait queue on every request it admits or releases: with thousands of
+    # triggers queued that is quadratic and pinned a CPU for minutes in the benchmark. Waiting here,
+    # in O(1) per wake-up, keeps its queue no longer than the pool.
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
+
+    async def get(self, path: str) -> httpx.Response:
+        async with self.slots:
+            return await self.client.get(path)
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() - self.opened > MAX_AGE
+
+
+_Registry = dict[str, "asyncio.Task[SharedClient]"]
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = weakref.WeakKeyDictionary()
+
+
+async def _open(conn_id: str) -> SharedClient:
+    conn = await BaseHook.aget_connection(conn_id)
+    # Airflow 3.3 added ``aextra_dejson``, which masks secrets in extra without a blocking call;
+    # on 3.2 the sync property is all there is.
+    aextra = getattr(conn, "aextra_dejson", None)
+    extra = await aextra() if aextra is not None else conn.extra_dejson
+    settings = TolokaConnectionSettings.from_connection(conn, extra=extra)
+    client = httpx.AsyncClient(
+        base_url=settings.api_url,
+        headers=settings.headers,
+        timeout=settings.timeout or DEFAULT_TIMEOUT,
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+        # A redirect could carry the token to a host the user never configured.
+        follow_redirects=False,
+    )
+    return SharedClient(settings, client)
+
+
+def _needs_opening(opening: asyncio.Task[SharedClient] | None) -> bool:
+    if opening is None:
+        return True
+    if not opening.done():
+        return False
+    return opening.cancelled() or opening.exception() is not None or opening.result().expired
+
+
+@asynccontextmanager
+async def shared_client(conn_id: str) -> AsyncIterator[SharedClient]:
+    """The loop's client for ``conn_id``; the connection is read once however many triggers start together.
+
+    Raises what reading the connection raises (``AirflowNotFoundException``, ``ValueError`` for an
+    unusable one); the next trigger then tries again.
+    """
+    registry = _registries.setdefault(asyncio.get_running_loop(), {})
+    opening = registry.get(conn_id)
+    if _needs_opening(opening):
+        opening = registry[conn_id] = asyncio.ensure_future(_open(conn_id))
+    assert opening is not None
+    # Shielded: a trigger cancelled while the connection is read must not cancel it for the others.
+    shared = await asyncio.shield(opening)
+    shared.users += 1
+    try:
+        yield shared
+    finally:
+        shared.users -= 1
+        if shared.users == 0:
+            if registry.get(conn_id) is opening:
+                del registry[conn_id]
+            await shared.client.aclose()
+
+
+class TolokaAsyncHook(BaseHook):
+    """Read Toloka operations from an event loop; use as ``async with TolokaAsyncHook(conn_id) as hook``.
+
+    Entering borrows the loop's shared client for the connection (reading the connection with the
+    async API the first time); leaving gives it back. Reads are retried like the sync hook's.
+
+    :param toloka_conn_id: Airflow connection of type ``toloka``.
+    :param retry_min_wait: first back-off delay in seconds after a transient fault.
+    :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
+    """
+
+    def __init__(
+        self,
+        toloka_conn_id: str = "toloka_default",
+        *,
+        retry_min_wait: float = DEFAULT_RETRY_MIN_WAIT,
+        retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
+    ) -> None:
+        super().__init__()
+        self.toloka_conn_id = toloka_conn_id
+        self.retry_min_wait = retry_min_wait
+        self.retry_max_wait = retry_max_wait
+        self._borrowed: AbstractAsyncContextManager[SharedClient] | None = None
+        self._shared: SharedClient | None = None
+
+    async def __aenter__(self) -> TolokaAsyncHook:
+        self._borrowed = shared_client(self.toloka_conn_id)
+        self._shared = await self._borrowed.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._borrowed is not None
+        await self._borrowed.__aexit__(exc_type, exc, tb)
+        self._borrowed = self._shared = None
+
+    @property
+    def settings(self) -> TolokaConnectionSettings:
+        if self._shared is None:
+            raise RuntimeError("use TolokaAsyncHook as `async with TolokaAsyncHook(conn_id) as hook`")
+        return self._shared.settings
+
+    async def get_operation(self, operation_id: str) -> dict[str, Any]:
+        return await self._get(f"/operations/{validate_id('operation_id', operation_id)}")
+
+    async def operation_with_log(self, operation: dict[str, Any]) -> dict[str, Any]:
+        """The FAIL operation with Toloka's log of it attached; one try, as the failure is known anyway."""
+        try:
+            log = await self._send(f"/operations/{validate_id('operation_id', operation['id'])}/log")
+        except (TolokaError, httpx.TransportError):
+            return operation
+        return {**operation, "log": log} if log else operation
+
+    async def _get(self, path: str) -> Any:
+        max_retries = self.settings.max_retries
+        retrying = AsyncRetrying(
+            **retry_policy(
+                method="GET",
+                path=path,
+                max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+                min_wait=self.retry_min_wait,
+                max_wait=self.retry_max_wait,
+                transient=(httpx.TransportError,),
+                log=self.log,
+            )
+        )
+        return await retrying(self._send, path)
+
+    async def _send(self, path: str) -> Any:
+        assert self._shared is not None
+        response = await self._shared.get(path)
+        return read_answer(
+            "GET",
+            path,
+            status_code=response.status_code,
+            headers=response.headers,
+            text=response.text,
+            reason=response.reason_phrase,
+            api_url=self.settings.api_url,
+            scrub=lambda text: text.replace(self.settings.token, "***"),
+        )
