@@ -103,10 +103,13 @@ class TolokaConnectionSettings:
         try:
             if max_retries is not None:
                 max_retries = validate_count("max_retries", int(max_retries))
+        except (TypeError, ValueError):
+            raise bad("extra.max_retries", max_retries, "pass a whole number >= 0, e.g. 5.") from None
+        try:
             if timeout is not None:
                 timeout = validate_seconds("timeout", float(timeout))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"Toloka connection {conn_id!r}: extra {err}") from None
+        except (TypeError, ValueError):
+            raise bad("extra.timeout", timeout, "pass a positive number of seconds, e.g. 30.") from None
 
         return cls(
             conn_id=conn_id,

@@ -26,6 +26,8 @@ class OperationStatus(str, Enum):
 
 def operation_status(operation: Mapping[str, Any]) -> OperationStatus:
     """The operation's status, refusing answers Toloka does not document rather than guessing."""
+    if not isinstance(operation, Mapping):
+        raise TolokaError(f"Toloka answered with {operation!r:.200} where an operation object was expected.")
     raw = operation.get("status")
     try:
         return OperationStatus(raw)

@@ -50,20 +50,23 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: 
     return random.uniform(ceiling / 2, ceiling)
 
 
+# Only Toloka's answers carry a status here: every AirflowException has ``status_code`` (500 by
+# default), so a redirect or a non-JSON body would otherwise pass for a retryable HTTP 500.
 def describe_fault(error: BaseException) -> str:
     """A short name for a fault, for retry log lines and the final error."""
-    status: Any = getattr(error, "status_code", None)
-    if status is not None:
-        code = getattr(error, "code", None)
-        return f"HTTP {status}" + (f" {code}" if code else "")
+    from airflow_provider_toloka.exceptions import TolokaApiError  # exceptions imports this module
+
+    if isinstance(error, TolokaApiError):
+        return f"HTTP {error.status_code}" + (f" {error.code}" if error.code else "")
     return f"{type(error).__name__}: {error}"
 
 
 def is_retryable(error: BaseException, transient: tuple[type[BaseException], ...]) -> bool:
     """A retryable HTTP status, or one of the client library's transient errors (dropped, timed out)."""
-    status = getattr(error, "status_code", None)
-    if status is not None:
-        return status in RETRYABLE_STATUS
+    from airflow_provider_toloka.exceptions import TolokaApiError  # exceptions imports this module
+
+    if isinstance(error, TolokaApiError):
+        return error.status_code in RETRYABLE_STATUS
     return isinstance(error, transient)
 
 

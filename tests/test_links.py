@@ -19,6 +19,8 @@ from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
 
 
 class RecordingTI:
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read by ResumableJobMixin for its metrics)
+
     def __init__(self) -> None:
         self.pushed: dict[str, object] = {}
 

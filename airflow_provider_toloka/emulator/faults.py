@@ -11,7 +11,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-FAULT_KINDS = ("429", "500", "502", "503", "504", "drop", "slow")
+# "400" and "403" are refusals a client must not retry; the rest are the transient trouble it must survive.
+FAULT_KINDS = ("400", "403", "429", "500", "502", "503", "504", "drop", "slow")
 
 
 @dataclass

@@ -29,6 +29,8 @@ _PROXY_PAGE = (
     "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _PLAIN_FAULTS = {
+    "400": (400, "VALIDATION_ERROR", "Validation error (injected fault)"),
+    "403": (403, "ACCESS_DENIED", "Access denied (injected fault)"),
     "429": (429, "TOO_MANY_REQUESTS", "Too many requests, slow down"),
     "500": (500, "INTERNAL_ERROR", "Internal error (injected fault)"),
     "503": (503, "REMOTE_SERVICE_UNAVAILABLE", "Service temporarily unavailable (injected fault)"),

@@ -210,6 +210,16 @@ class TolokaEmulator:
         """Add or replace a training linked to main pools; its project is created (ACTIVE) when missing."""
         self._state.add_training(training_id, project_id, status, linked_pool_ids, private_name)
 
+    def reset(self) -> None:
+        """Back to an empty world while the server keeps running: no objects, operations, faults,
+        rate limit, latency or logged requests (``operation_duration`` stays). Lets one emulator
+        serve many cases, e.g. every example of a property-based test."""
+        self._state.reset()
+        self._faults.clear()
+        self._limiter.limit = None
+        self._gate.latency = 0.0
+        self._log.clear()
+
     def load_seed(self, seed: str | Path) -> None:
         """Load a packaged seed by name (``"demo"``) or a JSON seed file."""
         load_seed(self._state, seed)
@@ -255,8 +265,9 @@ class TolokaEmulator:
         """Answer the next ``count`` matching requests with a fault instead of the route.
 
         ``kind``: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"504"``, ``"drop"`` (connection closed, no
-        answer) or ``"slow"`` (wait ``delay`` seconds, then answer normally). ``path`` matches as a substring
-        of the URL path. ``when="after"`` (drop only) handles the request first, so only its answer is lost.
+        answer), ``"400"``/``"403"`` (refusals a client must not retry) or ``"slow"`` (wait ``delay``
+        seconds, then answer normally). ``path`` matches as a substring of the URL path.
+        ``when="after"`` (drop only) handles the request first, so only its answer is lost.
         """
         self._faults.add(Fault(kind, count, path, method, retry_after, delay, when))
 

@@ -43,6 +43,15 @@ class EmulatorState:
         self.operation_duration = operation_duration
         self._clock = clock
         self._lock = threading.Lock()
+        with self._lock:
+            self._forget_all()
+
+    def reset(self) -> None:
+        """Forget every object and operation, as on a fresh start (the running server keeps this state)."""
+        with self._lock:
+            self._forget_all()
+
+    def _forget_all(self) -> None:
         self._objects: dict[str, dict[str, AnyObject]] = {kind: {} for kind in KINDS}
         self._operations: dict[str, Operation] = {}
         self._unfinished: list[tuple[float, int, str]] = []

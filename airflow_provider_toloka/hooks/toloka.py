@@ -200,7 +200,9 @@ class TolokaHook(BaseHook):
         """Start archiving a ``project``, ``pool`` or ``training``; ``None`` if already archived."""
         return self._start("archive", kind, object_id)
 
-    def _start(self, action: str, kind: ObjectKind, object_id: str | int) -> dict[str, Any] | None:
+    def _start(
+        self, action: str, kind: ObjectKind, object_id: str | int, *, ask_again: bool = True
+    ) -> dict[str, Any] | None:
         """POST an archive/close; if one is already running (e.g. a retried task), return that one.
 
         A retry can meet its own earlier request: the POST went through but its answer was lost,
@@ -215,12 +217,15 @@ class TolokaHook(BaseHook):
                 raise
             running = self.find_active_operation(f"{kind.upper()}.{action.upper()}", f"{kind}_id", oid)
             if running is None:
-                raise
+                if not ask_again:
+                    raise
+                # It ended between the refusal and the look-up: asking again answers 204 or starts anew.
+                return self._start(action, kind, oid, ask_again=False)
             self.log.info("An operation for %s %s is already running: %s", kind, oid, describe(running))
             return running
-        if operation is not None and not operation.get("id"):
+        if operation is not None and not (isinstance(operation, dict) and operation.get("id")):
             raise TolokaError(
-                f"Toloka answered POST /{kind}s/{oid}/{action} without an operation id: {operation!r}"
+                f"Toloka answered POST /{kind}s/{oid}/{action} without an operation id: {operation!r:.200}"
             )
         return operation
 

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.configuration import conf
+from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow.sdk import BaseOperator
 
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
@@ -47,8 +48,12 @@ DEFAULT_MAX_CONCURRENCY = 128
 MAX_CONCURRENCY = 300
 
 
-class TolokaArchiveOperator(BaseOperator):
+class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
     """Shared behaviour of the three archive operators; use one of the concrete classes.
+
+    The operation id is kept in ``task_state_store`` (Airflow 3.3+, ``ResumableJobMixin``) before
+    waiting, so a retried task waits on the archive it started instead of asking again; on older
+    Airflow, or when the first answer was lost, the hook finds the running archive instead.
 
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
     :param wait_for_completion: wait for the archive operation to finish (default). When ``False``
@@ -93,8 +98,19 @@ class TolokaArchiveOperator(BaseOperator):
 
         return TolokaHook(toloka_conn_id=self.toloka_conn_id)
 
+    # Where the mixin keeps the operation id across tries; renaming it breaks in-flight retries.
+    external_id_key = "toloka_archive_operation_id"
+
     def execute(self, context: Context) -> dict[str, Any] | None:
-        object_id = validate_id(self.id_field, getattr(self, self.id_field))
+        self._object_id = validate_id(self.id_field, getattr(self, self.id_field))
+        self._operation: dict[str, Any] | None = None
+        self.execute_resumable(context)
+        return self._operation
+
+    # -- ResumableJobMixin: the operation id is the job id -------------------------------------------
+
+    def submit_job(self, context: Context) -> str | None:
+        object_id = self._object_id
         try:
             operation = self.hook.archive(self.object_kind, object_id)
         except TolokaApiError as error:
@@ -105,9 +121,41 @@ class TolokaArchiveOperator(BaseOperator):
         if operation is None:
             self.log.info("Toloka %s %s is already archived; nothing to do.", self.object_kind, object_id)
             return None
-        context["ti"].xcom_push(key="operation_id", value=operation["id"])
         self.log.info("Archive of %s %s submitted: %s", self.object_kind, object_id, describe(operation))
-        return self._finish(operation)
+        self._follow(operation, context)
+        return operation["id"]
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        try:
+            operation = self.hook.get_operation(str(external_id))
+        except TolokaApiError as error:
+            if error.status_code != 404:
+                raise
+            # Toloka no longer knows it: archive again (idempotent: 204 if the first one worked).
+            return "UNKNOWN"
+        self._follow(operation, context)
+        status = operation_status(operation)
+        if status is not OperationStatus.FAIL:  # reconnecting: this try's button (a FAIL resubmits)
+            self._persist_link(context, self._object_id)
+        return status.value
+
+    def is_job_active(self, status: str) -> bool:
+        return status in (OperationStatus.PENDING.value, OperationStatus.RUNNING.value)
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == OperationStatus.SUCCESS.value
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> None:
+        if self._operation is not None:
+            self._operation = self._finish(self._operation)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any] | None:
+        return self._operation
+
+    def _follow(self, operation: dict[str, Any], context: Context) -> None:
+        """Make ``operation`` the one this try waits on, and tell XCom at once."""
+        self._operation = operation
+        context["ti"].xcom_push(key="operation_id", value=operation["id"])
 
     def _persist_link(self, context: Context, object_id: str) -> None:
         """Give the task its web-UI button: after the archive request, or with a 409 to fix the conflict.

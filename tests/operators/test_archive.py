@@ -15,6 +15,8 @@ from airflow_provider_toloka.operators.archive import (
 class RecordingTI:
     """Stands in for the task instance: records what the operator pushes to XCom."""
 
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read by ResumableJobMixin for its metrics)
+
     def __init__(self) -> None:
         self.pushed: dict[str, object] = {}
 

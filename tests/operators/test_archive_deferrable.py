@@ -13,6 +13,8 @@ from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
 
 class RecordingTI:
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read by ResumableJobMixin for its metrics)
+
     def __init__(self) -> None:
         self.pushed: dict[str, object] = {}
 

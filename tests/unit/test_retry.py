@@ -28,3 +28,13 @@ def test_retry_after_is_a_floor_with_a_little_jitter():
     delays = {backoff_delay(1, initial=0.01, maximum=0.1, retry_after=2.0) for _ in range(20)}
     assert all(2.0 <= d <= 2.3 for d in delays)
     assert len(delays) > 1
+
+
+def test_a_provider_error_without_an_http_answer_is_not_a_retryable_500():
+    # AirflowException gives every TolokaError a status_code of 500; only Toloka's answers count.
+    from airflow_provider_toloka.exceptions import TolokaError
+    from airflow_provider_toloka.retry import describe_fault, is_retryable
+
+    error = TolokaError("Toloka answered GET /x with HTTP 302 redirecting to 'https://elsewhere'")
+    assert not is_retryable(error, transient=(ConnectionError,))
+    assert describe_fault(error).startswith("TolokaError: ")

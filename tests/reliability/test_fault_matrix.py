@@ -1,0 +1,199 @@
+"""Every transient fault, on the archive request, on the polls and on both, for each archive operator.
+
+Within the retry budget the task must end with the object ARCHIVED and exactly one archive operation in
+Toloka; past it, the task must fail with a message naming the fault and the attempts, still without a
+second operation. ``benchmarks/fault_report.py`` runs the same cases and prints the totals.
+
+One emulator serves every case of the module, ``reset()`` between them; a case with a slow fault waits
+for the server to finish the requests its client gave up on, so they cannot act on the next case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_toloka.emulator.server import TolokaEmulator
+from airflow_provider_toloka.hooks.toloka import TolokaHook
+from airflow_provider_toloka.operators.archive import (
+    TolokaArchiveOperator,
+    TolokaArchivePoolOperator,
+    TolokaArchiveProjectOperator,
+    TolokaArchiveTrainingOperator,
+)
+
+MAX_RETRIES = 3  # four attempts per request
+HTTP_TIMEOUT = 0.15  # seconds; the "read time-out" fault answers later than this
+OPERATION_DURATION = 0.06  # long enough that the task polls at least once
+POLL_INTERVAL = 0.02
+
+# name -> inject_fault() arguments, and what the failure message names once the budget is spent.
+FAULTS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "429": ({"kind": "429"}, "HTTP 429 TOO_MANY_REQUESTS"),
+    "429 + Retry-After": ({"kind": "429", "retry_after": 0.02}, "HTTP 429 TOO_MANY_REQUESTS"),
+    "500": ({"kind": "500"}, "HTTP 500 INTERNAL_ERROR"),
+    "502": ({"kind": "502"}, "HTTP 502"),
+    "503": ({"kind": "503"}, "HTTP 503 REMOTE_SERVICE_UNAVAILABLE"),
+    "504": ({"kind": "504"}, "HTTP 504"),
+    "connection reset": ({"kind": "drop"}, "ConnectionError"),
+    "answer lost": ({"kind": "drop", "when": "after"}, "ConnectionError"),
+    "read time-out": ({"kind": "slow", "delay": HTTP_TIMEOUT * 1.6}, "ReadTimeout"),
+    # Never fails: slower than usual, but within the time-out, so nothing is retried.
+    "slow, within time-out": ({"kind": "slow", "delay": HTTP_TIMEOUT / 3}, None),
+}
+# Where the fault strikes: (path substring, method) pairs.
+TARGETS: dict[str, list[tuple[str, str]]] = {
+    "archive POST": [("/archive", "POST")],
+    "operation polls": [("/operations/", "GET")],
+    "both": [("/archive", "POST"), ("/operations/", "GET")],
+}
+OPERATORS: dict[str, tuple[type[TolokaArchiveOperator], str, str]] = {
+    "pool": (TolokaArchivePoolOperator, "pool_id", "10"),
+    "training": (TolokaArchiveTrainingOperator, "training_id", "20"),
+    "project": (TolokaArchiveProjectOperator, "project_id", "1"),
+}
+
+
+class RecordingTI:
+    """Stands in for the task instance: records what the operator pushes to XCom."""
+
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+@dataclass
+class Outcome:
+    """What one task run left behind."""
+
+    error: BaseException | None
+    status_before: str
+    status_after: str
+    archive_operations: int
+    faults_injected: int
+    faulted_requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> bool:
+        """The task said it archived the object and it is not archived, or the object changed otherwise."""
+        if self.error is None:
+            return self.status_after != "ARCHIVED"
+        return self.status_after not in ("ARCHIVED", self.status_before)
+
+    @property
+    def duplicated(self) -> bool:
+        return self.archive_operations > 1
+
+
+def seed(emu: TolokaEmulator, kind: str) -> None:
+    """The object to archive, CLOSED, with everything it depends on already archived."""
+    emu.add_project("1")
+    emu.add_pool("10", project_id="1", status="ARCHIVED" if kind != "pool" else "CLOSED")
+    emu.add_training(
+        "20", project_id="1", status="ARCHIVED" if kind == "project" else "CLOSED", linked_pool_ids=("10",)
+    )
+
+
+@contextmanager
+def connection(emu: TolokaEmulator) -> Iterator[None]:
+    """``toloka_default`` at ``emu``, with a small retry budget and HTTP time-out in the connection extra."""
+    conn = json.loads(emu.airflow_conn_json())
+    conn["extra"].update(max_retries=MAX_RETRIES, timeout=HTTP_TIMEOUT)
+    saved = os.environ.get("AIRFLOW_CONN_TOLOKA_DEFAULT")
+    os.environ["AIRFLOW_CONN_TOLOKA_DEFAULT"] = json.dumps(conn)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("AIRFLOW_CONN_TOLOKA_DEFAULT", None)
+        else:
+            os.environ["AIRFLOW_CONN_TOLOKA_DEFAULT"] = saved
+
+
+def run_case(
+    emu: TolokaEmulator, operator_name: str, fault_name: str, target: str, *, over_budget: bool = False
+) -> Outcome:
+    """Run one archive task against the emulator, reset, with the fault injected; report what happened."""
+    operator_cls, id_field, object_id = OPERATORS[operator_name]
+    fault, _ = FAULTS[fault_name]
+    emu.reset()
+    emu.operation_duration = OPERATION_DURATION
+    with connection(emu):
+        seed(emu, operator_name)
+        status_before = emu.object(operator_name, object_id)["status"]
+        count = MAX_RETRIES + 1 if over_budget else 2
+        for path, method in TARGETS[target]:
+            emu.inject_fault(count=count, path=path, method=method, **fault)
+        operator = operator_cls(task_id="archive", poll_interval=POLL_INTERVAL, **{id_field: object_id})
+        # The operator's own hook, with millisecond back-off instead of seconds so the matrix stays fast.
+        operator.hook = TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
+        error: BaseException | None = None
+        try:
+            operator.execute({"ti": RecordingTI()})
+        except Exception as exc:
+            error = exc
+        if fault["kind"] == "slow":
+            time.sleep(fault["delay"])  # let the server finish what the client stopped waiting for
+        faulted: dict[str, int] = {}
+        for record in emu.requests:
+            if record.status == 0 or record.status >= 400:
+                faulted[record.method + " " + record.path] = (
+                    faulted.get(record.method + " " + record.path, 0) + 1
+                )
+        return Outcome(
+            error=error,
+            status_before=status_before,
+            status_after=emu.object(operator_name, object_id)["status"],
+            archive_operations=len(emu.operations(type=f"{operator_name.upper()}.ARCHIVE")),
+            faults_injected=count * len(TARGETS[target]),
+            faulted_requests=faulted,
+        )
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[TolokaEmulator]:
+    with TolokaEmulator() as emulator:
+        yield emulator
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+@pytest.mark.parametrize("fault_name", list(FAULTS))
+@pytest.mark.parametrize("operator_name", list(OPERATORS))
+def test_faults_within_the_retry_budget_archive_exactly_once(emu, operator_name, fault_name, target):
+    outcome = run_case(emu, operator_name, fault_name, target)
+
+    assert outcome.error is None, f"the task failed: {outcome.error}"
+    assert outcome.status_after == "ARCHIVED"
+    assert outcome.archive_operations == 1
+    if FAULTS[fault_name][0]["kind"] not in ("slow",):
+        # The faults really struck where they were aimed.
+        for path, method in TARGETS[target]:
+            assert any(k.startswith(method) and path in k for k in outcome.faulted_requests), outcome
+
+
+OVER_BUDGET = [name for name, (_, named) in FAULTS.items() if named is not None]
+
+
+# Giving up is the hook's one code path whatever the operator, so the pool operator stands for all three.
+@pytest.mark.parametrize("target", ["archive POST", "operation polls"])
+@pytest.mark.parametrize("fault_name", OVER_BUDGET)
+def test_faults_past_the_retry_budget_fail_naming_fault_and_attempts(emu, fault_name, target):
+    outcome = run_case(emu, "pool", fault_name, target, over_budget=True)
+
+    assert outcome.error is not None, "the task should have given up"
+    message = str(outcome.error)
+    assert f"failed after {MAX_RETRIES + 1} attempts" in message
+    assert FAULTS[fault_name][1] in message
+    assert not outcome.lost
+    assert outcome.archive_operations <= 1

@@ -1,0 +1,71 @@
+"""Refusals (400, 401, 403, 404, 409) answer the same every time: the task fails at once, never retried."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from airflow_provider_toloka.exceptions import TolokaApiError
+from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
+
+
+class RecordingTI:
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
+
+    def xcom_push(self, key: str, value: object) -> None:
+        pass
+
+
+def refuse_with_400(emu, monkeypatch):
+    emu.inject_fault("400", path="/archive")
+    return "10"
+
+
+def refuse_with_401(emu, monkeypatch):
+    conn = json.loads(emu.airflow_conn_json())
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", json.dumps({**conn, "password": "revoked-token"}))
+    return "10"
+
+
+def refuse_with_403(emu, monkeypatch):
+    emu.inject_fault("403", path="/archive")
+    return "10"
+
+
+def refuse_with_404(emu, monkeypatch):
+    return "999"
+
+
+def refuse_with_409(emu, monkeypatch):
+    emu.add_pool("10", project_id="1", status="OPEN")
+    return "10"
+
+
+@pytest.mark.parametrize(
+    ("arrange", "status", "code"),
+    [
+        (refuse_with_400, 400, "VALIDATION_ERROR"),
+        (refuse_with_401, 401, "AUTHENTICATION_ERROR"),
+        (refuse_with_403, 403, "ACCESS_DENIED"),
+        (refuse_with_404, 404, "DOES_NOT_EXIST"),
+        (refuse_with_409, 409, "INAPPROPRIATE_STATUS"),
+    ],
+)
+def test_a_refusal_fails_the_task_at_once_with_one_archive_request(
+    toloka_conn, monkeypatch, arrange, status, code
+):
+    toloka_conn.add_pool("10", project_id="1", status="CLOSED")
+    pool_id = arrange(toloka_conn, monkeypatch)
+    operator = TolokaArchivePoolOperator(task_id="archive", pool_id=pool_id)
+
+    with pytest.raises(TolokaApiError) as err:
+        operator.execute({"ti": RecordingTI()})
+
+    assert (err.value.status_code, err.value.code) == (status, code)
+    archive_requests = [r for r in toloka_conn.requests if r.path.endswith("/archive")]
+    assert [r.status for r in archive_requests] == [status]
+    repeated = [key for key, n in Counter((r.method, r.path) for r in toloka_conn.requests).items() if n > 1]
+    assert repeated == [], "a refusal was retried"
+    assert toloka_conn.operations() == []

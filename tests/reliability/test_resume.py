@@ -1,0 +1,212 @@
+"""A retried archive task waits on the archive it started instead of failing or starting another.
+
+Two layers: ``ResumableJobMixin`` keeps the operation id in ``task_state_store`` (Airflow 3.3+), so a
+retry reconnects without sending the archive request again; and the hook turns Toloka's
+``409 OPERATION_ALREADY_EXISTS`` into the running operation, for when no id was stored (the answer to
+the POST was lost, or Airflow is older than 3.3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_toloka.exceptions import TolokaOperationFailed, TolokaOperationTimeout
+from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
+
+KEY = TolokaArchivePoolOperator.external_id_key
+
+
+class RecordingTI:
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+class FakeTaskStateStore:
+    """What the mixin uses of Airflow's ``TaskStateStoreAccessor``; it outlives a try, like the real one."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        assert value is not None
+        self.values[key] = value
+
+
+@pytest.fixture
+def emu(toloka_conn):
+    toloka_conn.add_pool("10", project_id="1", status="CLOSED")
+    return toloka_conn
+
+
+def run_try(
+    store: FakeTaskStateStore | None = None, hook: Any = None, **kwargs: Any
+) -> tuple[Any, dict[str, object]]:
+    """One try of the task; each try builds a new operator, as a retry on another worker does.
+
+    ``hook``: the operator's hook built with millisecond back-off, for tests that retry requests.
+    """
+    ti = RecordingTI()
+    context: dict[str, Any] = {"ti": ti}
+    if store is not None:
+        context["task_state_store"] = store
+    operator = TolokaArchivePoolOperator(task_id="archive", pool_id="10", poll_interval=0.05, **kwargs)
+    if hook is not None:
+        operator.hook = hook
+    return operator.execute(context), ti.pushed
+
+
+def archive_posts(emu) -> int:
+    return sum(1 for r in emu.requests if r.method == "POST" and r.path.endswith("/archive"))
+
+
+# -- ResumableJobMixin: the stored operation id ----------------------------------------------------
+
+
+def test_the_operation_id_is_stored_before_waiting(emu):
+    store = FakeTaskStateStore()
+
+    result, pushed = run_try(store)
+
+    assert store.values == {KEY: result["id"]}
+    assert pushed["operation_id"] == result["id"]
+    assert result["status"] == "SUCCESS"
+
+
+def test_a_retry_after_a_time_out_waits_on_the_stored_operation_without_asking_again(emu):
+    emu.operation_duration = 1.0
+    store = FakeTaskStateStore()
+    with pytest.raises(TolokaOperationTimeout):
+        run_try(store, timeout=0.2)
+
+    result, pushed = run_try(store)
+
+    assert result["status"] == "SUCCESS"
+    assert result["id"] == store.values[KEY] == pushed["operation_id"]
+    assert archive_posts(emu) == 1
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+    assert emu.object("pool", "10")["status"] == "ARCHIVED"
+
+
+def test_a_retry_after_success_returns_the_operation_without_any_archive_request(emu):
+    store = FakeTaskStateStore()
+    first, _ = run_try(store)
+    emu.clear_requests()
+
+    second, pushed = run_try(store)
+
+    assert second["id"] == first["id"] == pushed["operation_id"]
+    assert archive_posts(emu) == 0
+    assert ("GET", f"/api/v1/operations/{first['id']}") in [(r.method, r.path) for r in emu.requests]
+
+
+def test_a_retry_after_a_failed_operation_archives_afresh(emu):
+    emu.fail_next("pool", "10", details={"reason": "export running"})
+    store = FakeTaskStateStore()
+    with pytest.raises(TolokaOperationFailed):
+        run_try(store)
+    failed_id = store.values[KEY]
+
+    result, _ = run_try(store)
+
+    assert result["status"] == "SUCCESS"
+    assert result["id"] != failed_id
+    assert store.values[KEY] == result["id"]
+    assert emu.object("pool", "10")["status"] == "ARCHIVED"
+
+
+def test_a_stored_id_toloka_no_longer_knows_archives_again(emu):
+    store = FakeTaskStateStore()
+    store.set(KEY, "00000000-0000-0000-0000-000000000000")
+
+    result, _ = run_try(store)
+
+    assert result["status"] == "SUCCESS"
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
+def test_an_archived_object_succeeds_with_none_and_stores_nothing(emu):
+    emu.add_pool("10", project_id="1", status="ARCHIVED")
+    store = FakeTaskStateStore()
+
+    result, pushed = run_try(store)
+
+    assert result is None
+    assert "operation_id" not in pushed
+    assert store.values == {}
+
+
+def test_without_waiting_a_retry_reconnects_and_still_does_not_wait(emu):
+    emu.operation_duration = 5
+    store = FakeTaskStateStore()
+    first, _ = run_try(store, wait_for_completion=False)
+
+    second, pushed = run_try(store, wait_for_completion=False)
+
+    assert first["status"] in ("PENDING", "RUNNING")
+    assert second["id"] == first["id"] == pushed["operation_id"]
+    assert second["status"] in ("PENDING", "RUNNING")
+    assert archive_posts(emu) == 1
+
+
+# -- no stored id: the hook finds the running archive ----------------------------------------------
+
+
+def test_without_a_store_a_retry_waits_on_the_archive_already_running(emu, hook):
+    emu.operation_duration = 0.5
+    started = hook.archive_pool("10")  # the first try: it submitted, then its worker died
+
+    result, pushed = run_try()
+
+    assert result["id"] == started["id"] == pushed["operation_id"]
+    assert result["status"] == "SUCCESS"
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
+def test_a_lost_answer_is_found_and_waited_on(emu, hook):
+    emu.inject_fault("drop", path="/archive", when="after")
+    emu.operation_duration = 0.5
+    store = FakeTaskStateStore()
+
+    result, _ = run_try(store, hook=hook)
+
+    assert result["status"] == "SUCCESS"
+    assert store.values[KEY] == result["id"]
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
+def test_an_archive_that_ends_between_the_refusal_and_the_look_up_is_not_an_error(emu, hook):
+    emu.operation_duration = 0.3
+    hook.archive_pool("10")
+    # The look-up is answered after the running archive has finished: nothing is running any more.
+    emu.inject_fault("slow", delay=0.5, path="/operations", method="GET")
+
+    assert hook.archive_pool("10") is None  # asked again: 204, already archived
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
+# -- deferrable: the stored id survives the trip to the triggerer ------------------------------------
+
+
+def test_a_deferrable_retry_defers_again_on_the_stored_operation(emu):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    emu.operation_duration = 30
+    store = FakeTaskStateStore()
+    with pytest.raises(TaskDeferred) as first:
+        run_try(store, deferrable=True)
+    with pytest.raises(TaskDeferred) as second:
+        run_try(store, deferrable=True)
+
+    first_id = first.value.trigger.serialize()[1]["operation_id"]
+    assert second.value.trigger.serialize()[1]["operation_id"] == first_id == store.values[KEY]
+    assert archive_posts(emu) == 1
