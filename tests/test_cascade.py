@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaCascadeBlocked, TolokaCascadeFailed
 from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
@@ -12,14 +13,6 @@ from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperat
 POOLS = [str(100 + i) for i in range(40)]
 # Each training is linked to a slice of the pools; the last one to none.
 TRAININGS = {"900": POOLS[:10], "901": POOLS[10:25], "902": []}
-
-
-class RecordingTI:
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaOperationFailed, TolokaOperationTimeout
 from airflow_provider_toloka.operators.archive import (
@@ -10,18 +11,6 @@ from airflow_provider_toloka.operators.archive import (
     TolokaArchiveProjectOperator,
     TolokaArchiveTrainingOperator,
 )
-
-
-class RecordingTI:
-    """Stands in for the task instance: records what the operator pushes to XCom."""
-
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read by ResumableJobMixin for its metrics)
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 @pytest.fixture

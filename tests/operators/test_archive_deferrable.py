@@ -6,20 +6,11 @@ import time
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaError, TolokaOperationFailed, TolokaOperationTimeout
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator, TolokaArchiveProjectOperator
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
-
-
-class RecordingTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read by ResumableJobMixin for its metrics)
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 @pytest.fixture

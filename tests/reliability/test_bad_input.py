@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
 from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -43,13 +44,6 @@ BAD_IDS = [
     math.nan,
     True,
 ]
-
-
-class RecordingTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
-
-    def xcom_push(self, key: str, value: object) -> None:
-        pass
 
 
 def run(operator: Any) -> Any:

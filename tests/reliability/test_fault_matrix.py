@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -59,18 +60,6 @@ OPERATORS: dict[str, tuple[type[TolokaArchiveOperator], str, str]] = {
     "training": (TolokaArchiveTrainingOperator, "training_id", "20"),
     "project": (TolokaArchiveProjectOperator, "project_id", "1"),
 }
-
-
-class RecordingTI:
-    """Stands in for the task instance: records what the operator pushes to XCom."""
-
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 @dataclass

@@ -6,16 +6,10 @@ import json
 from collections import Counter
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaApiError
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
-
-
-class RecordingTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
-
-    def xcom_push(self, key: str, value: object) -> None:
-        pass
 
 
 def refuse_with_400(emu, monkeypatch):

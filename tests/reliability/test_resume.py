@@ -11,21 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaOperationFailed, TolokaOperationTimeout
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
 
 KEY = TolokaArchivePoolOperator.external_id_key
-
-
-class RecordingTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 class FakeTaskStateStore:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 from airflow_provider_toloka.exceptions import TolokaError
@@ -20,16 +21,6 @@ from airflow_provider_toloka.hooks.toloka import TolokaHook
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
 
 TOKEN = "sEcReT-tOkEn-7f3a9c21"
-
-
-class RecordingTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 (read-only here)
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 @pytest.fixture

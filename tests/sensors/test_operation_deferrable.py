@@ -6,15 +6,11 @@ import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaOperationFailed
 from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
-
-
-class RecordingTI:
-    def xcom_push(self, key: str, value: object) -> None:
-        pass
 
 
 def context() -> dict[str, object]:
