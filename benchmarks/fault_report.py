@@ -26,7 +26,10 @@ from pathlib import Path
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="toloka-bench-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
-MATRIX = Path(__file__).resolve().parent.parent / "tests" / "reliability" / "test_fault_matrix.py"
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+MATRIX = TESTS / "reliability" / "test_fault_matrix.py"
+# The matrix imports the shared test helpers the way pytest does (pyproject's pythonpath = ["tests"]).
+sys.path.insert(0, str(TESTS))
 
 
 def load_matrix():
