@@ -61,6 +61,10 @@ class TolokaConnectionSettings:
         """What every request carries, from the sync hook and the async trigger alike."""
         return {"Authorization": self.authorization, "User-Agent": USER_AGENT, "Accept": "application/json"}
 
+    def scrub(self, text: str) -> str:
+        """Hide the token should a server or proxy ever echo it back into an answer we show."""
+        return text.replace(self.token, "***")
+
     @classmethod
     def from_connection(cls, conn: Any, *, extra: dict[str, Any] | None = None) -> TolokaConnectionSettings:
         """Build settings from an ``airflow.sdk.Connection`` (or anything with the same attributes).

@@ -167,12 +167,8 @@ class TolokaHook(BaseHook):
             text=response.text,
             reason=response.reason,
             api_url=self.settings.api_url,
-            scrub=self._scrub,
+            scrub=self.settings.scrub,
         )
-
-    def _scrub(self, text: str) -> str:
-        """Hide the token should a server or proxy ever echo it back."""
-        return text.replace(self.settings.token, "***")
 
     # -- archive ------------------------------------------------------------------------------
 

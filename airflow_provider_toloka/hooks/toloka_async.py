@@ -200,5 +200,5 @@ class TolokaAsyncHook(BaseHook):
             text=response.text,
             reason=response.reason_phrase,
             api_url=self.settings.api_url,
-            scrub=lambda text: text.replace(self.settings.token, "***"),
+            scrub=self.settings.scrub,
         )
