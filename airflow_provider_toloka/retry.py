@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import random
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
+
+if TYPE_CHECKING:
+    from tenacity import BaseRetrying
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0
@@ -68,6 +71,17 @@ def is_retryable(error: BaseException, transient: tuple[type[BaseException], ...
     if isinstance(error, TolokaApiError):
         return error.status_code in RETRYABLE_STATUS
     return isinstance(error, transient)
+
+
+def release(retrying: BaseRetrying) -> None:
+    """Let a finished ``Retrying``/``AsyncRetrying`` be freed by reference counting.
+
+    tenacity keeps the last attempt's actions, bound methods of the retrying object itself, in a
+    reference cycle: one cyclic garbage heap per request. A triggerer polling thousands of operations
+    then runs Python's full collection, which walks every object of the process and stalls the event
+    loop for 100-400 ms each time (``benchmarks/bench_trigger.py``). Clearing the actions breaks the cycle.
+    """
+    retrying.iter_state.reset()
 
 
 def retry_policy(

@@ -31,6 +31,7 @@ from airflow_provider_toloka.retry import (
     DEFAULT_RETRY_MAX_WAIT,
     DEFAULT_RETRY_MIN_WAIT,
     parse_retry_after,
+    release,
     retry_policy,
 )
 from airflow_provider_toloka.validation import (
@@ -142,7 +143,10 @@ class TolokaHook(BaseHook):
                 log=self.log,
             )
         )
-        return retrying(self._send, method, path, params)
+        try:
+            return retrying(self._send, method, path, params)
+        finally:
+            release(retrying)
 
     def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
         if self.throttle is not None:

@@ -10,6 +10,11 @@ triggerer may hold thousands of waits. Reading the connection costs ~6 ms of CPU
 triggers starting together stalled the loop for 10 s in ``benchmarks/bench_trigger.py``. Shared, the
 cost is paid once, and a bounded pool keeps the open sockets to Toloka at ``MAX_CONNECTIONS``.
 
+The pool is small on purpose: httpcore checks every idle connection (a ``poll()`` system call each)
+whenever it admits or releases a request, so 100 connections cost ~1 ms of CPU per poll and were the
+loop's main load at 1000 triggers. 25 connections at 100 ms a round trip carry 250 polls a second,
+close to Toloka's limit of 300 requests a second per account.
+
 The client lives while any trigger uses it and closes with the last one. A trigger starting after
 ``MAX_AGE`` seconds gets a fresh client and a fresh read of the connection, so a rotated token is
 picked up within minutes even on a triggerer that is never idle.
@@ -37,11 +42,12 @@ from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
     DEFAULT_RETRY_MIN_WAIT,
+    release,
     retry_policy,
 )
 from airflow_provider_toloka.validation import validate_id
 
-MAX_CONNECTIONS = 100
+MAX_CONNECTIONS = 25
 MAX_AGE = 300.0
 
 
@@ -58,7 +64,11 @@ class SharedClient:
 
     async def get(self, path: str) -> httpx.Response:
         async with self.slots:
-            return await self.client.get(path)
+            response = await self.client.get(path)
+        # httpx binds each response to its stream in a reference cycle. Broken here (the body is read), a
+        # poll's response is freed at once, not left for the cyclic collector (see ``retry.release``).
+        response.stream = httpx.ByteStream(b"")
+        return response
 
     @property
     def expired(self) -> bool:
@@ -187,7 +197,10 @@ class TolokaAsyncHook(BaseHook):
                 log=self.log,
             )
         )
-        return await retrying(self._send, path)
+        try:
+            return await retrying(self._send, path)
+        finally:
+            release(retrying)
 
     async def _send(self, path: str) -> Any:
         assert self._shared is not None
