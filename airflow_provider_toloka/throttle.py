@@ -5,11 +5,13 @@ Toloka keeps refusing, and every 429 costs a request and a retry. ``SharedThrott
 by the hook before each request (``TolokaHook(throttle=...)``) and told about each answer:
 
 - a 429 pauses every thread until its ``Retry-After`` (or one second) has passed, and
-- it sets a pace just under the rate Toloka was accepting when it refused (requests sent in the
-  last second that were not refused, minus 10 %; 10 % less again for each later second with a
-  429), so the task settles below the limit instead of bursting into it again.
-  The pace creeps back up by 2 % for each second without a 429, in case the refusal was someone
-  else's burst on the same account.
+- when the pause ends, the task keeps to a pace 5 % under what Toloka accepted in the second before
+  the 429: that count is the account's limit as Toloka applies it (other clients' traffic included),
+  so the task settles just below it instead of bursting into it again.
+
+The count is taken when the pause ends, not when the first 429 arrives: a burst's refusals come
+back before many of its accepted answers, and counting early would set the pace far too low.
+The pace only goes down: probing upwards is what costs a 429 and a whole paused second each time.
 
 Until the first 429 there is no pace at all: a task that never meets the limit never waits.
 """
@@ -31,15 +33,15 @@ class Throttle(Protocol):
 
 
 class SharedThrottle:
-    """A pause and an adaptive pace shared by all threads; safe to call from any thread.
+    """A pause and a pace shared by all threads; safe to call from any thread.
 
     :param default_pause: seconds everyone waits after a 429 that carries no ``Retry-After``.
-    :param headroom: share of the observed accepted rate to keep to after a 429 (0.9 = 10 % below).
-    :param min_rate: a 429 met below this many answers a second is not about our pace (a quota, a
-        fault): it pauses everyone but sets no pace.
+    :param headroom: share of the accepted rate to keep to after a 429 (0.95 = 5 % below).
+    :param min_rate: a 429 met below this many accepted answers a second is not about our pace (a
+        quota, a fault): it pauses everyone but sets no pace.
     """
 
-    def __init__(self, *, default_pause: float = 1.0, headroom: float = 0.9, min_rate: float = 10.0) -> None:
+    def __init__(self, *, default_pause: float = 1.0, headroom: float = 0.95, min_rate: float = 10.0) -> None:
         self.default_pause = default_pause
         self.headroom = headroom
         self.min_rate = min_rate
@@ -47,10 +49,9 @@ class SharedThrottle:
         self._resume_at = 0.0
         self._next_slot = 0.0
         self._rate: float | None = None
-        self._slowed_at = 0.0
-        self._grown_at = 0.0
-        self._sent: collections.deque[float] = collections.deque()
-        self._refused_recently: list[float] = []
+        self._refused_at: float | None = None  # first 429 of the current pause
+        self._accepted: collections.deque[float] = collections.deque()  # answers other than 429
+        self._sent: collections.deque[float] = collections.deque()  # sends in the last second
         self.refusals = 0
 
     @property
@@ -63,41 +64,60 @@ class SharedThrottle:
         while True:
             with self._lock:
                 now = time.monotonic()
-                self._grow_rate(now)
-                start = max(now, self._resume_at, self._next_slot)
-                if self._rate is not None:
-                    self._next_slot = start + 1.0 / self._rate
+                if self._refused_at is not None and now >= self._resume_at:
+                    self._set_pace()
+                paused = now < self._resume_at
+                if paused:
+                    # Take a slot only once the pause is over: the pace is set then, and threads that
+                    # all waited out the same pause must not all go at once.
+                    start = self._resume_at
+                else:
+                    start = max(now, self._next_slot)
+                    if self._rate is not None:
+                        self._next_slot = start + 1.0 / self._rate
             if start > now:
                 time.sleep(start - now)
-            with self._lock:
-                # A 429 that arrived while this thread slept pauses it too.
-                now = time.monotonic()
-                if self._resume_at <= now:
-                    self._sent.append(now)
-                    return
+            if not paused and self._send_now():
+                return
 
-    def after_response(self, status_code: int, retry_after: float | None) -> None:
-        """On a 429, pause everyone and set or slow the pace; other answers need nothing."""
-        if status_code != 429:
-            return
-        now = time.monotonic()
+    def _send_now(self) -> bool:
+        """Whether a thread whose slot has come may send, recording it if so.
+
+        Not if a 429 arrived while it waited, nor if the last second already holds a second's worth
+        of sends: threads that the CPU woke late for their slots would otherwise go together.
+        """
         with self._lock:
+            now = time.monotonic()
             while self._sent and self._sent[0] <= now - 1.0:
                 self._sent.popleft()
+            if self._resume_at > now or (self._rate is not None and len(self._sent) >= self._rate):
+                return False
+            self._sent.append(now)
+            return True
+
+    def after_response(self, status_code: int, retry_after: float | None) -> None:
+        """Count accepted answers; on a 429, pause everyone (the pace is set when the pause ends)."""
+        now = time.monotonic()
+        with self._lock:
+            if status_code != 429:
+                self._accepted.append(now)
+                # Keep the second before the current pause, or the last second outside one.
+                horizon = (now if self._refused_at is None else self._refused_at) - 1.0
+                while self._accepted and self._accepted[0] < horizon:
+                    self._accepted.popleft()
+                return
             self.refusals += 1
-            self._refused_recently = [t for t in self._refused_recently if t > now - 1.0] + [now]
             pause = self.default_pause if retry_after is None else retry_after
             self._resume_at = max(self._resume_at, now + pause)
-            if self._rate is None:
-                observed = (len(self._sent) - len(self._refused_recently)) * self.headroom
-                if observed >= self.min_rate:
-                    self._rate, self._slowed_at = observed, now
-            elif now - self._slowed_at >= 1.0:
-                # One slow-down per second: the 429s of one burst arrive together and count once.
-                self._rate = max(self.min_rate, self._rate * self.headroom)
-                self._slowed_at = now
+            if self._refused_at is None:
+                self._refused_at = now
 
-    def _grow_rate(self, now: float) -> None:
-        if self._rate is not None and now - max(self._slowed_at, self._grown_at) >= 1.0:
-            self._rate *= 1.02
-            self._grown_at = now
+    def _set_pace(self) -> None:
+        """End of a pause: the answers to requests sent before it are in, so count what Toloka accepted."""
+        assert self._refused_at is not None
+        horizon = self._refused_at - 1.0
+        accepted = sum(1 for at in self._accepted if at >= horizon)
+        self._refused_at = None
+        if accepted >= self.min_rate:
+            rate = accepted * self.headroom
+            self._rate = rate if self._rate is None else min(rate, self._rate)

@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--skip-per-object", action="store_true", help="skip the per-object-wait variant")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # Imported before any clock starts: a worker running the task has Airflow loaded already.
+    import airflow_provider_toloka.operators.archive  # noqa: F401
 
     total_objects = POOLS + TRAININGS + 1
     needed = total_objects + math.ceil(POOLS / 300) + math.ceil(TRAININGS / 300) + 1

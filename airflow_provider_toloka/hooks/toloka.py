@@ -72,6 +72,8 @@ class TolokaHook(BaseHook):
     :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
     :param throttle: consulted before every request and told every answer's status, so threads
         sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own.
+    :param max_connections: connections to Toloka kept open for reuse. Threads sharing the hook beyond
+        this number open and drop a connection per request, so size it to the threads.
     """
 
     conn_name_attr = "toloka_conn_id"
@@ -88,6 +90,7 @@ class TolokaHook(BaseHook):
         retry_min_wait: float = DEFAULT_RETRY_MIN_WAIT,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         throttle: Throttle | None = None,
+        max_connections: int = 10,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
@@ -96,6 +99,7 @@ class TolokaHook(BaseHook):
         self.retry_min_wait = validate_seconds("retry_min_wait", retry_min_wait)
         self.retry_max_wait = validate_seconds("retry_max_wait", retry_max_wait)
         self.throttle = throttle
+        self.max_connections = validate_count("max_connections", max_connections, minimum=1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(toloka_conn_id={self.toloka_conn_id!r})"
@@ -126,6 +130,9 @@ class TolokaHook(BaseHook):
     def _session(self) -> requests.Session:
         session = requests.Session()
         session.headers.update(self.settings.headers)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.max_connections)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         return session
 
     # -- wire ---------------------------------------------------------------------------------

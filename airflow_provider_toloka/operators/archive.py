@@ -261,9 +261,15 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
         from airflow_provider_toloka.hooks.toloka import TolokaHook
         from airflow_provider_toloka.throttle import SharedThrottle
 
-        # The cascade's workers share one pace, so a 429 slows them all instead of each alone.
-        throttle = SharedThrottle() if self.cascade else None
-        return TolokaHook(toloka_conn_id=self.toloka_conn_id, throttle=throttle)
+        if not self.cascade:
+            return TolokaHook(toloka_conn_id=self.toloka_conn_id)
+        # The cascade's workers share one pace, so a 429 slows them all instead of each alone, and a
+        # connection each (plus the watcher's), so none is opened and dropped per request.
+        return TolokaHook(
+            toloka_conn_id=self.toloka_conn_id,
+            throttle=SharedThrottle(),
+            max_connections=self.max_concurrency + 1,
+        )
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         if not self.cascade:
