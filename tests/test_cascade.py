@@ -184,6 +184,20 @@ def test_429_storm_under_a_rate_limit_is_ridden_out(emu):
     assert len(emu.operations("POOL.ARCHIVE")) == len(POOLS)
 
 
+def test_under_a_rate_limit_it_meets_the_limit_once_then_keeps_under_it(emu):
+    emu.rate_limit = 20
+
+    summary, _ = cascade(max_concurrency=32)
+
+    assert emu.object("project", "7")["status"] == "ARCHIVED"
+    assert len(summary["pools"]["archived"]) == len(POOLS)
+    refused = [r.time for r in emu.requests if r.status == 429]
+    assert refused, "32 workers starting together should meet a limit of 20 a second"
+    # One burst of 429s, from the start; none once the pace was set from what Toloka accepted.
+    assert max(refused) - min(refused) < 1.0
+    assert len(emu.operations("POOL.ARCHIVE")) == len(POOLS)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

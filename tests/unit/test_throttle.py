@@ -1,0 +1,148 @@
+"""``SharedThrottle``: when a cascade's workers may send, on a fake clock (one thread at a time)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from airflow_provider_toloka import throttle as throttle_module
+from airflow_provider_toloka.throttle import SharedThrottle
+
+
+class FakeClock:
+    """Stands in for the ``time`` module: ``sleep`` moves the clock instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(throttle_module, "time", fake)
+    return fake
+
+
+def send(throttle: SharedThrottle, clock: FakeClock, count: int, *, status: int = 200) -> list[float]:
+    """``count`` requests one after another, each answered at once; the times they went out."""
+    sent = []
+    for _ in range(count):
+        throttle.before_request()
+        sent.append(clock.now)
+        throttle.after_response(status, None)
+    return sent
+
+
+def hit_the_limit(
+    throttle: SharedThrottle, clock: FakeClock, accepted: int, *, retry_after: float = 1.0
+) -> None:
+    """``accepted`` answers spread over half a second, then a 429."""
+    for _ in range(accepted):
+        throttle.before_request()
+        throttle.after_response(200, None)
+        clock.now += 0.5 / accepted
+    throttle.after_response(429, retry_after)
+
+
+def test_no_pace_and_no_waiting_until_the_first_429(clock):
+    throttle = SharedThrottle()
+
+    send(throttle, clock, 500)
+
+    assert clock.slept == 0
+    assert throttle.rate is None
+
+
+def test_a_429_pauses_everyone_for_retry_after(clock):
+    throttle = SharedThrottle()
+    hit_the_limit(throttle, clock, 100, retry_after=2.0)
+    refused_at = clock.now
+
+    throttle.before_request()
+
+    assert clock.now == pytest.approx(refused_at + 2.0)
+    assert throttle.refusals == 1
+
+
+def test_after_the_pause_the_pace_is_just_under_what_toloka_accepted(clock):
+    throttle = SharedThrottle()
+    hit_the_limit(throttle, clock, 100)
+    # Answers to requests sent before the 429 still arrive during the pause; they were accepted too.
+    for _ in range(20):
+        throttle.after_response(200, None)
+
+    sent = send(throttle, clock, 300)
+
+    assert throttle.rate == pytest.approx(120 * 0.95)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) == pytest.approx(1 / throttle.rate)
+    assert (sent[-1] - sent[0]) / len(gaps) == pytest.approx(1 / throttle.rate, rel=0.02)
+
+
+def test_threads_late_for_their_slots_do_not_send_more_than_a_seconds_worth(clock):
+    throttle = SharedThrottle()
+    hit_the_limit(throttle, clock, 100)
+    send(throttle, clock, 1)  # the pause ends, the pace is set
+    rate = throttle.rate
+    assert rate is not None
+    # Slots handed out, then the CPU wakes every thread late and at once: without the cap they would
+    # all go in the same instant.
+    late_slots = [clock.now + i / rate for i in range(int(rate))]
+    throttle._next_slot = late_slots[-1] + 1 / rate
+    clock.now = late_slots[-1] + 0.5
+    sent = send(throttle, clock, 2 * int(rate))
+
+    window = [t for t in sent if t < sent[0] + 1.0]
+    assert len(window) <= rate
+
+
+def test_a_429_met_at_a_trickle_pauses_but_sets_no_pace(clock):
+    throttle = SharedThrottle(min_rate=10)
+    hit_the_limit(throttle, clock, 3)
+
+    send(throttle, clock, 50)
+
+    assert throttle.rate is None
+    assert clock.slept == pytest.approx(1.0, abs=0.01)  # the pause, nothing after it
+
+
+def test_the_pace_only_goes_down(clock):
+    throttle = SharedThrottle()
+    hit_the_limit(throttle, clock, 100)
+    send(throttle, clock, 1)
+    first = throttle.rate
+    # Someone else's burst on the account: a 429 although this task kept to its pace.
+    throttle.after_response(429, 1.0)
+    for _ in range(200):
+        throttle.after_response(200, None)  # however many answers arrive during the pause
+
+    send(throttle, clock, 1)
+
+    assert first is not None
+    assert throttle.rate is not None
+    assert throttle.rate <= first
+
+
+def test_one_burst_of_429s_is_one_pause(clock):
+    throttle = SharedThrottle()
+    for _ in range(100):
+        throttle.after_response(200, None)
+    for _ in range(30):
+        throttle.after_response(429, 1.0)
+        clock.now += 0.001
+    refused_at = clock.now
+
+    throttle.before_request()
+
+    assert throttle.refusals == 30
+    assert clock.now == pytest.approx(refused_at + 1.0 - 0.001)
+    assert throttle.rate == pytest.approx(95.0)
