@@ -198,6 +198,16 @@ def test_under_a_rate_limit_it_meets_the_limit_once_then_keeps_under_it(emu):
     assert len(emu.operations("POOL.ARCHIVE")) == len(POOLS)
 
 
+def test_workers_reuse_connections_instead_of_opening_one_per_request(emu, capfd, caplog):
+    emu.latency = 0.05  # so that all 24 workers have a request in flight at once
+
+    cascade(max_concurrency=24)
+
+    output = "".join(capfd.readouterr()) + caplog.text  # urllib3 logs through the standard library
+    assert emu.object("project", "7")["status"] == "ARCHIVED"
+    assert "Connection pool is full, discarding connection" not in output
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
