@@ -87,7 +87,10 @@ class CascadeRunner:
         for index, (action, kind, ids) in enumerate(steps):
             if ids:
                 self._run_phase(action, kind, ids, later=steps[index + 1 :], plan=plan)
-        self._archive_project(plan)
+        try:
+            self._archive_project(plan)
+        except Exception as error:  # the last step fails like the others: with what is archived
+            raise self._failed("project", "archive", [], {}, {plan.project_id: error}, [], plan) from error
         return self.summary
 
     def _run_phase(
@@ -188,7 +191,8 @@ class CascadeRunner:
         plan: CascadePlan,
     ) -> TolokaCascadeFailed:
         not_done: dict[str, list[str]] = {"pools": [], "trainings": []}
-        not_done[f"{kind}s"] = [i for i in ids if results.get(i) not in (DONE, SKIPPED)]
+        if kind != "project":
+            not_done[f"{kind}s"] = [i for i in ids if results.get(i) not in (DONE, SKIPPED)]
         for _, later_kind, later_ids in later:
             not_done[f"{later_kind}s"].extend(i for i in later_ids if i not in not_done[f"{later_kind}s"])
         summary = {**self.summary, "not_archived": {**not_done, "project": [plan.project_id]}}
