@@ -237,8 +237,12 @@ class TolokaHook(BaseHook):
         return operation
 
     def find_active_operation(self, op_type: str, param: str, object_id: str) -> dict[str, Any] | None:
-        """The newest PENDING or RUNNING operation of ``op_type`` whose parameters name the object."""
-        for status in (OperationStatus.RUNNING, OperationStatus.PENDING):
+        """The newest PENDING or RUNNING operation of ``op_type`` whose parameters name the object.
+
+        PENDING is read first: an operation only moves forward, so one that starts running between the
+        two reads is still found by the second, where the other order would miss it.
+        """
+        for status in (OperationStatus.PENDING, OperationStatus.RUNNING):
             params = {"type": op_type, "status": status.value, "sort": "-submitted", "limit": PAGE_LIMIT}
             page = self._request("GET", "/operations", params=params) or {}
             for operation in page.get("items", []):

@@ -193,10 +193,10 @@ async def test_polls_leave_nothing_for_the_cyclic_garbage_collector(emu):
     triggerer and stalls all its triggers (~200 ms at 1000 triggers in ``benchmarks/bench_trigger.py``).
     httpx responses and tenacity's retry state form such cycles unless the async hook breaks them."""
     emu.operation_duration = 0.3
-    operation_id = start_archive(emu)
-    gc.collect()
+    gc.collect()  # slow in a large test process: before the operation starts, so it is still polled
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
+        operation_id = start_archive(emu)
         [event] = await events_of(TolokaOperationTrigger(operation_id, poll_interval=0.05))
         gc.collect()
         cyclic = [type(o).__name__ for o in gc.garbage if isinstance(o, (httpx.Response, BaseRetrying))]
