@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+Answer = tuple[int, dict[str, str], bytes]
+
 
 @dataclass
 class ScriptedServer:
-    """Answers every request with ``answer`` (status, headers, body) and records what it was sent."""
+    """Answers every request with ``answer`` (status, headers, body) and records what it was sent.
+
+    ``script``, when set, answers instead: called with the method and path, for answers that change
+    from one request to the next.
+    """
 
     url: str = ""
-    answer: tuple[int, dict[str, str], bytes] = (200, {"Content-Type": "application/json"}, b"{}")
+    answer: Answer = (200, {"Content-Type": "application/json"}, b"{}")
     received: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    script: Callable[[str, str], Answer] | None = None
 
     def set_answer(
         self, status: int, body: bytes | str | object, content_type: str = "application/json", **headers: str
@@ -35,7 +42,8 @@ def _serve(server: ScriptedServer) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             server.received.append((self.command, self.path, dict(self.headers)))
-            status, headers, body = server.answer
+            script = server.script
+            status, headers, body = script(self.command, self.path) if script else server.answer
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -8,12 +8,15 @@ the POST was lost, or Airflow is older than 3.3).
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaOperationFailed, TolokaOperationTimeout
+from airflow_provider_toloka.hooks.toloka import TolokaHook
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
 
 KEY = TolokaArchivePoolOperator.external_id_key
@@ -201,3 +204,33 @@ def test_a_deferrable_retry_defers_again_on_the_stored_operation(emu):
     first_id = first.value.trigger.serialize()[1]["operation_id"]
     assert second.value.trigger.serialize()[1]["operation_id"] == first_id == store.values[KEY]
     assert archive_posts(emu) == 1
+
+
+def test_a_running_archive_is_found_when_it_starts_running_between_the_two_reads(
+    scripted_server, monkeypatch
+):
+    """Toloka refuses a second archive with OPERATION_ALREADY_EXISTS; the hook then reads PENDING and RUNNING
+    operations. One that moves from PENDING to RUNNING between those two reads must still be found, without
+    asking Toloka to archive again."""
+    operation = {"id": "op-1", "type": "POOL.ARCHIVE", "parameters": {"pool_id": "10"}}
+    reads: list[str] = []
+
+    def toloka(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        json_type = {"Content-Type": "application/json"}
+        if method == "POST":
+            body = {"request_id": "r-1", "code": "OPERATION_ALREADY_EXISTS", "message": "already running"}
+            return 409, json_type, json.dumps(body).encode()
+        asked = parse_qs(urlsplit(path).query)["status"][0]
+        reads.append(asked)
+        status = "PENDING" if len(reads) == 1 else "RUNNING"  # it starts right after the first read
+        items = [{**operation, "status": status}] if asked == status else []
+        return 200, json_type, json.dumps({"items": items, "has_more": False}).encode()
+
+    scripted_server.script = toloka
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", scripted_server.conn_json())
+
+    found = TolokaHook().archive_pool("10")
+
+    assert found is not None
+    assert found["id"] == "op-1"
+    assert [method for method, _, _ in scripted_server.received].count("POST") == 1
