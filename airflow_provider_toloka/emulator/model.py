@@ -50,14 +50,43 @@ def id_key(object_id: str) -> tuple[int, int, str]:
     return (0, int(object_id), "") if object_id.isdigit() else (1, 0, object_id)
 
 
+def _time_or_none(value: dt.datetime | None) -> str | None:
+    return None if value is None else format_time(value)
+
+
 @dataclass
 class Project:
     id: str
     status: str = "ACTIVE"
     public_name: str = ""
+    created: dt.datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "public_name": self.public_name or f"Project {self.id}"}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "public_name": self.public_name or f"Project {self.id}",
+        }
+        if self.created is not None:
+            body["created"] = format_time(self.created)
+        return body
+
+
+@dataclass
+class Lifecycle:
+    """The read-only times Toloka shows on pools and trainings: made, last opened, last closed."""
+
+    created: dt.datetime | None = None
+    last_started: dt.datetime | None = None
+    last_stopped: dt.datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body = {"created": _time_or_none(self.created)}
+        if self.last_started is not None:
+            body["last_started"] = format_time(self.last_started)
+        if self.last_stopped is not None:
+            body["last_stopped"] = format_time(self.last_stopped)
+        return body
 
 
 @dataclass
@@ -68,15 +97,24 @@ class Pool:
     private_name: str = ""
     last_close_reason: str | None = None
     last_rejection: dt.datetime | None = None
+    times: Lifecycle = field(default_factory=Lifecycle)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, training_id: str | None = None) -> dict[str, Any]:
+        """The pool as Toloka shows it; ``training_id`` is the training its workers must pass, if any."""
         body: dict[str, Any] = {
             "id": self.id,
             "project_id": self.project_id,
+            "type": "REGULAR",
             "status": self.status,
             "private_name": self.private_name or f"Pool {self.id}",
             "last_close_reason": self.last_close_reason,
+            **self.times.to_json(),
         }
+        if training_id is not None:
+            # Where Toloka links a main pool to its training (``quality_control.training_requirement``).
+            body["quality_control"] = {
+                "training_requirement": {"training_pool_id": training_id, "training_passing_skill_value": 80}
+            }
         if self.last_rejection is not None:
             body["last_rejection"] = format_time(self.last_rejection)
         return body
@@ -90,6 +128,7 @@ class Training:
     private_name: str = ""
     main_pool_ids: tuple[str, ...] = ()
     last_close_reason: str | None = None
+    times: Lifecycle = field(default_factory=Lifecycle)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +138,7 @@ class Training:
             "private_name": self.private_name or f"Training {self.id}",
             "main_pool_ids": list(self.main_pool_ids),
             "last_close_reason": self.last_close_reason,
+            **self.times.to_json(),
         }
 
 

@@ -72,13 +72,14 @@ def check_closable(kind: str, obj: AnyObject) -> None:
         )
 
 
-def apply_effect(op_type: str, obj: AnyObject) -> None:
-    """What a successful operation leaves behind."""
+def apply_effect(op_type: str, obj: AnyObject, finished: dt.datetime) -> None:
+    """What a successful operation leaves behind (a close also stamps ``last_stopped``)."""
     if op_type.endswith(".ARCHIVE"):
         obj.status = "ARCHIVED"
     elif op_type.endswith(".CLOSE") and isinstance(obj, Pool | Training):
         obj.status = "CLOSED"
         obj.last_close_reason = "MANUAL"
+        obj.times.last_stopped = finished
 
 
 def _check_project_empty(project_id: str, objects: Mapping[str, Mapping[str, AnyObject]]) -> None:

@@ -1,8 +1,8 @@
 """Loading a whole world from a JSON seed file, so demos and tests start from a known set of objects.
 
 A seed is ``{"projects": [...], "pools": [...], "trainings": [...]}``; each entry takes the keyword
-arguments of ``add_project``/``add_pool``/``add_training``, with ``last_rejection`` as an ISO date-time
-(UTC when naive).
+arguments of ``add_project``/``add_pool``/``add_training``, with ``last_rejection``, ``created``,
+``last_started`` and ``last_stopped`` as ISO date-times (UTC when naive).
 """
 
 from __future__ import annotations
@@ -39,11 +39,19 @@ def load_seed(state: EmulatorState, seed: str | Path) -> None:
             f"{path}: unknown top-level keys {sorted(unknown)}; expected projects, pools, trainings"
         )
     for entry in data.get("projects", []):
-        _add(path, state.add_project, entry)
+        _add(path, state.add_project, _with_times(entry, ("created",)))
     for entry in data.get("pools", []):
-        _add(path, state.add_pool, {**entry, "last_rejection": _parse_time(entry.get("last_rejection"))})
+        _add(path, state.add_pool, _with_times(entry, ("last_rejection", *_LIFECYCLE)))
     for entry in data.get("trainings", []):
-        _add(path, state.add_training, entry)
+        _add(path, state.add_training, _with_times(entry, _LIFECYCLE))
+
+
+_LIFECYCLE = ("created", "last_started", "last_stopped")
+
+
+def _with_times(entry: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The entry with its ISO date-time strings parsed (UTC when naive)."""
+    return {**entry, **{name: _parse_time(entry[name]) for name in names if name in entry}}
 
 
 def _add(path: Path, add: Any, entry: dict[str, Any]) -> None:

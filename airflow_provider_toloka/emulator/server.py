@@ -184,8 +184,14 @@ class TolokaEmulator:
 
     # --- the world --------------------------------------------------------------------------------
 
-    def add_project(self, project_id: str, status: str = "ACTIVE", public_name: str = "") -> None:
-        self._state.add_project(project_id, status, public_name)
+    def add_project(
+        self,
+        project_id: str,
+        status: str = "ACTIVE",
+        public_name: str = "",
+        created: dt.datetime | None = None,
+    ) -> None:
+        self._state.add_project(project_id, status, public_name, created)
 
     def add_pool(
         self,
@@ -195,9 +201,27 @@ class TolokaEmulator:
         last_rejection: dt.datetime | None = None,
         private_name: str = "",
         last_close_reason: str | None = None,
+        created: dt.datetime | None = None,
+        last_started: dt.datetime | None = None,
+        last_stopped: dt.datetime | None = None,
     ) -> None:
-        """Add or replace a pool; its project is created (ACTIVE) when missing."""
-        self._state.add_pool(pool_id, project_id, status, last_rejection, private_name, last_close_reason)
+        """Add or replace a pool; its project is created (ACTIVE) when missing.
+
+        ``created``, ``last_started`` and ``last_stopped`` (timezone-aware) default to now, the last one
+        only for a pool that is not OPEN. ``last_rejection`` is inner state: it is never shown, but
+        within 9 days of it archiving answers 409 ``THERE_IS_REJECTED_ASSIGNMENT``.
+        """
+        self._state.add_pool(
+            pool_id,
+            project_id,
+            status,
+            last_rejection,
+            private_name,
+            last_close_reason,
+            created,
+            last_started,
+            last_stopped,
+        )
 
     def add_training(
         self,
@@ -206,9 +230,37 @@ class TolokaEmulator:
         status: str = "CLOSED",
         linked_pool_ids: Iterable[str] = (),
         private_name: str = "",
+        created: dt.datetime | None = None,
+        last_started: dt.datetime | None = None,
+        last_stopped: dt.datetime | None = None,
     ) -> None:
-        """Add or replace a training linked to main pools; its project is created (ACTIVE) when missing."""
-        self._state.add_training(training_id, project_id, status, linked_pool_ids, private_name)
+        """Add or replace a training linked to main pools; its project is created (ACTIVE) when missing.
+
+        Each linked pool then shows the link where Toloka does:
+        ``quality_control.training_requirement.training_pool_id``.
+        """
+        self._state.add_training(
+            training_id,
+            project_id,
+            status,
+            linked_pool_ids,
+            private_name,
+            created,
+            last_started,
+            last_stopped,
+        )
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward: a rejection window or idle days pass in no time.
+
+        Operations due by then finish at once; times in answers and the rules all follow this clock.
+        """
+        self._state.advance_clock(seconds)
+
+    @property
+    def now(self) -> dt.datetime:
+        """The emulator's current time (UTC): the real clock plus every ``advance_clock``."""
+        return dt.datetime.fromtimestamp(self._state.now(), dt.timezone.utc)
 
     def reset(self) -> None:
         """Back to an empty world while the server keeps running: no objects, operations, faults,

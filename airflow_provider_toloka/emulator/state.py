@@ -25,6 +25,7 @@ from airflow_provider_toloka.emulator.model import (
     POOL_STATUSES,
     PROJECT_STATUSES,
     AnyObject,
+    Lifecycle,
     Operation,
     Pool,
     Project,
@@ -42,6 +43,9 @@ class EmulatorState:
     def __init__(self, operation_duration: float = 0.2, clock: Callable[[], float] = time.time) -> None:
         self.operation_duration = operation_duration
         self._clock = clock
+        # Added to the clock by ``advance_clock``: lets a test live through days (a rejection window,
+        # idle pools) in no time. Operations, rules and timestamps all read ``now()``.
+        self._offset = 0.0
         self._lock = threading.Lock()
         with self._lock:
             self._forget_all()
@@ -50,6 +54,22 @@ class EmulatorState:
         """Forget every object and operation, as on a fresh start (the running server keeps this state)."""
         with self._lock:
             self._forget_all()
+            self._offset = 0.0
+
+    def now(self) -> float:
+        """The emulator's time as a Unix timestamp: the real clock plus what ``advance_clock`` added."""
+        return self._clock() + self._offset
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's time forward; operations due by then finish at once, with their effects."""
+        if seconds < 0:
+            raise ValueError(f"advance_clock takes 0 or more seconds, got {seconds}: time only moves forward")
+        with self._lock:
+            self._offset += seconds
+            self._advance(self.now())
+
+    def _utcnow(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.now(), dt.timezone.utc)
 
     def _forget_all(self) -> None:
         self._objects: dict[str, dict[str, AnyObject]] = {kind: {} for kind in KINDS}
@@ -62,10 +82,19 @@ class EmulatorState:
 
     # --- setting up -------------------------------------------------------------------------------
 
-    def add_project(self, project_id: str, status: str = "ACTIVE", public_name: str = "") -> None:
+    def add_project(
+        self,
+        project_id: str,
+        status: str = "ACTIVE",
+        public_name: str = "",
+        created: dt.datetime | None = None,
+    ) -> None:
         _check_choice("project status", status, PROJECT_STATUSES)
+        project = Project(
+            _check_id(project_id), status, public_name, _aware("created", created) or self._utcnow()
+        )
         with self._lock:
-            self._objects["project"][_check_id(project_id)] = Project(project_id, status, public_name)
+            self._objects["project"][project_id] = project
 
     def add_pool(
         self,
@@ -75,14 +104,23 @@ class EmulatorState:
         last_rejection: dt.datetime | None = None,
         private_name: str = "",
         last_close_reason: str | None = None,
+        created: dt.datetime | None = None,
+        last_started: dt.datetime | None = None,
+        last_stopped: dt.datetime | None = None,
     ) -> None:
         _check_choice("pool status", status, POOL_STATUSES)
-        if last_rejection is not None and last_rejection.tzinfo is None:
-            raise ValueError("last_rejection must be timezone-aware, e.g. datetime.now(timezone.utc)")
+        _aware("last_rejection", last_rejection)
         if last_close_reason is None and status == "CLOSED":
             last_close_reason = "MANUAL"
+        times = self._lifecycle(status, created, last_started, last_stopped)
         pool = Pool(
-            _check_id(pool_id), _check_id(project_id), status, private_name, last_close_reason, last_rejection
+            _check_id(pool_id),
+            _check_id(project_id),
+            status,
+            private_name,
+            last_close_reason,
+            last_rejection,
+            times,
         )
         with self._lock:
             self._ensure_project(project_id)
@@ -95,13 +133,36 @@ class EmulatorState:
         status: str = "CLOSED",
         linked_pool_ids: Iterable[str] = (),
         private_name: str = "",
+        created: dt.datetime | None = None,
+        last_started: dt.datetime | None = None,
+        last_stopped: dt.datetime | None = None,
     ) -> None:
         _check_choice("training status", status, POOL_STATUSES)
         linked = tuple(_check_id(pool_id) for pool_id in linked_pool_ids)
-        training = Training(_check_id(training_id), _check_id(project_id), status, private_name, linked)
+        times = self._lifecycle(status, created, last_started, last_stopped)
+        training = Training(
+            _check_id(training_id), _check_id(project_id), status, private_name, linked, times=times
+        )
         with self._lock:
             self._ensure_project(project_id)
             self._objects["training"][training_id] = training
+
+    def _lifecycle(
+        self,
+        status: str,
+        created: dt.datetime | None,
+        last_started: dt.datetime | None,
+        last_stopped: dt.datetime | None,
+    ) -> Lifecycle:
+        """Times for a new pool or training: unless given, made now, opened and closed as its status says."""
+        made = _aware("created", created) or self._utcnow()
+        if last_started is None and status != "OPEN" and last_stopped is not None:
+            last_started = last_stopped
+        return Lifecycle(
+            created=made,
+            last_started=_aware("last_started", last_started) or made,
+            last_stopped=_aware("last_stopped", last_stopped) or (None if status == "OPEN" else made),
+        )
 
     def fail_next(self, kind: str, object_id: str, details: dict[str, Any] | None = None) -> None:
         """Doom the next archive of this object: it ends in FAIL with ``details``, changing nothing."""
@@ -117,7 +178,7 @@ class EmulatorState:
 
     def archive(self, kind: str, object_id: str) -> dict[str, Any] | None:
         """Start archiving; ``None`` means already archived (Toloka's empty 204)."""
-        now = self._clock()
+        now = self.now()
         with self._lock:
             self._advance(now)
             obj = self._require(kind, object_id)
@@ -130,7 +191,7 @@ class EmulatorState:
 
     def close(self, kind: str, object_id: str) -> dict[str, Any] | None:
         """Start closing a pool or training; ``None`` means already closed (Toloka's empty 204)."""
-        now = self._clock()
+        now = self.now()
         with self._lock:
             self._advance(now)
             obj = self._require(kind, object_id)
@@ -170,7 +231,7 @@ class EmulatorState:
             self._running.pop((op.kind, op.object_id), None)
             if op.fail_details is None:
                 obj = self._objects[op.kind][op.object_id]
-                rules.apply_effect(op.type, obj)
+                rules.apply_effect(op.type, obj, dt.datetime.fromtimestamp(op.finishes_at, dt.timezone.utc))
 
     def _require(self, kind: str, object_id: str) -> AnyObject:
         obj = self._objects[kind].get(object_id)
@@ -182,8 +243,8 @@ class EmulatorState:
 
     def get_object(self, kind: str, object_id: str) -> dict[str, Any]:
         with self._lock:
-            self._advance(self._clock())
-            return self._require(kind, object_id).to_json()
+            self._advance(self.now())
+            return self._to_json(self._require(kind, object_id), self._training_links(kind))
 
     def list_objects(
         self,
@@ -196,7 +257,7 @@ class EmulatorState:
     ) -> tuple[list[dict[str, Any]], bool]:
         """One page sorted by id, and whether more follow: Toloka's ``{"items", "has_more"}`` list."""
         with self._lock:
-            self._advance(self._clock())
+            self._advance(self.now())
             chosen = [
                 obj
                 for obj in self._objects[kind].values()
@@ -205,16 +266,32 @@ class EmulatorState:
                 and (id_gt is None or id_key(obj.id) > id_key(id_gt))
             ]
             chosen.sort(key=lambda obj: id_key(obj.id))
-            return [obj.to_json() for obj in chosen[:limit]], len(chosen) > limit
+            links = self._training_links(kind)
+            return [self._to_json(obj, links) for obj in chosen[:limit]], len(chosen) > limit
+
+    def _training_links(self, kind: str) -> dict[str, str]:
+        """Pool id -> the training its workers must pass, as Toloka shows it on the pool."""
+        if kind != "pool":
+            return {}
+        return {
+            pool_id: training.id
+            for training in self._objects["training"].values()
+            if isinstance(training, Training)
+            for pool_id in training.main_pool_ids
+        }
+
+    @staticmethod
+    def _to_json(obj: AnyObject, links: dict[str, str]) -> dict[str, Any]:
+        return obj.to_json(links.get(obj.id)) if isinstance(obj, Pool) else obj.to_json()
 
     def get_operation(self, operation_id: str) -> dict[str, Any]:
-        now = self._clock()
+        now = self.now()
         with self._lock:
             self._advance(now)
             return self._require_operation(operation_id).to_json(now)
 
     def operation_log(self, operation_id: str) -> list[dict[str, Any]]:
-        now = self._clock()
+        now = self.now()
         with self._lock:
             self._advance(now)
             return self._require_operation(operation_id).log_at(now)
@@ -233,7 +310,7 @@ class EmulatorState:
         Only the copy of the list happens under the lock: an operation never changes after submission (its
         status is a function of the clock), so filtering and encoding thousands of them can run outside it.
         """
-        now = self._clock()
+        now = self.now()
         with self._lock:
             self._advance(now)
             operations = list(self._operations.values())  # in submission order
@@ -256,6 +333,12 @@ class EmulatorState:
         if op is None:
             raise not_found("operation", operation_id)
         return op
+
+
+def _aware(name: str, value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware, e.g. datetime.now(timezone.utc)")
+    return value
 
 
 def _check_id(object_id: str) -> str:

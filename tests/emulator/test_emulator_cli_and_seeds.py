@@ -40,7 +40,14 @@ def test_a_seed_file_loads_rejections_and_links(tmp_path, toloka_emulator, api):
         json.dumps(
             {
                 "projects": [{"id": "7"}],
-                "pools": [{"id": "70", "project_id": "7", "last_rejection": "2999-01-01T00:00:00"}],
+                "pools": [
+                    {
+                        "id": "70",
+                        "project_id": "7",
+                        "last_rejection": "2999-01-01T00:00:00",
+                        "last_stopped": "2026-03-04T05:06:07",
+                    }
+                ],
                 "trainings": [{"id": "71", "project_id": "7", "status": "OPEN", "linked_pool_ids": ["70"]}],
             }
         )
@@ -50,6 +57,9 @@ def test_a_seed_file_loads_rejections_and_links(tmp_path, toloka_emulator, api):
 
     assert api.post("/pools/70/archive").json()["code"] == "THERE_IS_REJECTED_ASSIGNMENT"
     assert api.get("/trainings/71").json()["main_pool_ids"] == ["70"]
+    pool = api.get("/pools/70").json()
+    assert pool["last_stopped"] == "2026-03-04T05:06:07.000"
+    assert pool["quality_control"]["training_requirement"]["training_pool_id"] == "71"
 
 
 def test_bad_seeds_say_what_is_wrong(tmp_path):

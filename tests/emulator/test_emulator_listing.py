@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 
@@ -69,25 +71,60 @@ def test_bad_list_parameters_are_validation_errors(api, params):
 
 
 def test_objects_read_back_as_toloka_shows_them(toloka_emulator, api):
-    toloka_emulator.add_project("1", public_name="Cats")
-    toloka_emulator.add_pool("10", project_id="1", private_name="Week 1")
+    made = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    toloka_emulator.add_project("1", public_name="Cats", created=made)
+    toloka_emulator.add_pool("10", project_id="1", private_name="Week 1", created=made)
     toloka_emulator.add_training("20", project_id="1", linked_pool_ids=("10",))
 
     project = api.get("/projects/1").json()
     pool = api.get("/pools/10").json()
     training = api.get("/trainings/20").json()
 
-    assert project == {"id": "1", "status": "ACTIVE", "public_name": "Cats"}
+    assert project == {
+        "id": "1",
+        "status": "ACTIVE",
+        "public_name": "Cats",
+        "created": "2026-01-02T03:04:05.000",
+    }
     assert pool == {
         "id": "10",
         "project_id": "1",
+        "type": "REGULAR",
         "status": "CLOSED",
         "private_name": "Week 1",
         "last_close_reason": "MANUAL",
+        "created": "2026-01-02T03:04:05.000",
+        "last_started": "2026-01-02T03:04:05.000",
+        "last_stopped": "2026-01-02T03:04:05.000",
+        "quality_control": {
+            "training_requirement": {"training_pool_id": "20", "training_passing_skill_value": 80}
+        },
     }
     assert training["main_pool_ids"] == ["10"]
     assert (training["id"], training["project_id"], training["status"]) == ("20", "1", "CLOSED")
     assert toloka_emulator.object("training", "20") == training
+
+
+def test_a_moved_clock_finishes_operations_and_stamps_the_close(toloka_emulator, api):
+    toloka_emulator.operation_duration = 3600
+    toloka_emulator.add_pool("10", project_id="1", status="OPEN")
+    assert "last_stopped" not in api.get("/pools/10").json()
+    before = toloka_emulator.now
+
+    operation = api.post("/pools/10/close").json()
+    toloka_emulator.advance_clock(2 * 86400)
+
+    assert api.get(f"/operations/{operation['id']}").json()["status"] == "SUCCESS"
+    pool = api.get("/pools/10").json()
+    assert pool["status"] == "CLOSED"
+    stopped = dt.datetime.fromisoformat(pool["last_stopped"]).replace(tzinfo=dt.timezone.utc)
+    assert stopped - before >= dt.timedelta(seconds=3600)
+    assert toloka_emulator.now - before >= dt.timedelta(days=2)
+
+
+def test_the_clock_only_moves_forward(toloka_emulator):
+    with pytest.raises(ValueError, match="only moves forward"):
+        toloka_emulator.advance_clock(-1)
 
 
 def test_reading_an_unknown_object_is_404(api):
