@@ -34,11 +34,20 @@ def start_archive(emu) -> str:
     return TolokaHook().archive_pool("10")["id"]
 
 
+def wait_until_finished(emu) -> None:
+    """Wait on the emulator, not on a clock: until the archive operation has ended."""
+    for _ in range(3000):
+        if emu.operations(type="POOL.ARCHIVE")[0]["status"] in ("SUCCESS", "FAIL"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the archive never ended: {emu.operations(type='POOL.ARCHIVE')}")
+
+
 def test_not_done_until_success_then_returns_the_operation(emu):
-    emu.operation_duration = 1
+    emu.operation_duration = 2  # the first poke comes long before the end
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
     assert sensor.poke(context()) is False
-    time.sleep(1.2)
+    wait_until_finished(emu)
     result = sensor.poke(context())
     assert result.is_done
     assert result.xcom_value["status"] == "SUCCESS"
@@ -48,7 +57,7 @@ def test_fail_raises_with_details(emu):
     emu.operation_duration = 0.1
     emu.fail_next("pool", "10", details={"reason": "broken"})
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
-    time.sleep(0.3)
+    wait_until_finished(emu)
     with pytest.raises(TolokaOperationFailed, match="broken"):
         sensor.poke(context())
 
