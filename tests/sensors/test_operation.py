@@ -76,5 +76,22 @@ def test_bad_operation_id_is_refused_before_any_request(emu):
     assert emu.requests == []
 
 
-def test_operation_id_is_templated():
-    assert "operation_id" in TolokaOperationSensor.template_fields
+def test_the_operation_id_and_the_connection_are_rendered_from_templates(emu, monkeypatch):
+    from airflow.sdk import DAG
+
+    operation_id = start_archive(emu)
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_OTHER", emu.airflow_conn_json())
+    monkeypatch.delenv("AIRFLOW_CONN_TOLOKA_DEFAULT")
+    params = {"operation_id": operation_id, "account": "other"}
+    with DAG("templated", schedule=None, params=params):
+        sensor = TolokaOperationSensor(
+            task_id="s",
+            operation_id="{{ params.operation_id }}",
+            toloka_conn_id="toloka_{{ params.account }}",
+        )
+    emu.clear_requests()
+
+    sensor.render_template_fields({"params": params})  # what Airflow does before poke
+    sensor.poke(context())
+
+    assert emu.requests[0].path == f"/api/v1/operations/{operation_id}"  # then the pool, for the link
