@@ -87,6 +87,9 @@ def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, monkeypatch):
             yield event
 
     monkeypatch.setattr(TolokaOperationTrigger, "run", recording_run)
+    # Long enough that no operation has ended before its task checks it, even when dag.test() moves slowly
+    # from one task to the next on a busy machine (with 0.5 s the sensor sometimes found SUCCESS at once).
+    demo.operation_duration = 5
     run = load_dag("example_toloka_deferrable").test()
     assert run.state == "success"
     for kind, object_id in [("pool", "2101"), ("training", "3101"), ("project", "1002")]:
