@@ -25,6 +25,10 @@ _CONFLICT_HINTS = {
     "OPERATION_ALREADY_EXISTS": "an operation on this object is still running: wait for it to finish",
     "POOL_LOCKED_BY_ANOTHER_OPERATION": "another operation holds the pool: wait for it to finish",
 }
+# A 409 whose code is not above (CONFLICT_STATE, or one Toloka adds later).
+_OTHER_CONFLICT_HINT = (
+    "the object's status does not allow this: check it (and its pools' and trainings') in Toloka"
+)
 
 
 class TolokaError(AirflowException):
@@ -92,12 +96,25 @@ class TolokaApiError(TolokaError):
 
     @property
     def hint(self) -> str | None:
-        """What the user should do about this refusal, when Toloka's code tells us."""
+        """What the user should do about this refusal: one for every 400, 401, 403, 404 and 409.
+
+        Other statuses (a 5xx behind ``TolokaRetriesExhausted``, a proxy's 405 or 413) get none: the
+        status and the message are all there is to go on.
+        """
+        if self.status_code == 400:
+            return "Toloka refused a value in the request: check the id or parameter its message names"
         if self.status_code == 401:
             return "check the token in the Toloka connection and its auth_scheme (OAuth or ApiKey)"
+        if self.status_code == 403:
+            return (
+                "the token's account may not touch this object: use a token (OAuth or ApiKey) of the "
+                "requester account that owns it, issued for the same environment (sandbox or production)"
+            )
         if self.status_code == 404:
             return "check the id: Toloka does not know it (or the token's account cannot see it)"
-        return _CONFLICT_HINTS.get(self.code or "")
+        if self.status_code == 409:
+            return _CONFLICT_HINTS.get(self.code or "", _OTHER_CONFLICT_HINT)
+        return None
 
     def _describe(self) -> str:
         text = f"Toloka refused {self.method} {self.path}: HTTP {self.status_code}"

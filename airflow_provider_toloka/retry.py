@@ -42,10 +42,12 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: float | None = None) -> float:
-    """Delay before retry number ``attempt`` (1-based): full-jitter exponential back-off.
+    """Delay before retry number ``attempt`` (1-based): exponential back-off with equal jitter.
 
-    When the server said how long to wait (``Retry-After``) that is the floor, with up to 10 %
-    jitter on top so many waiters that were told the same number do not return in lockstep.
+    The ceiling doubles from ``initial`` up to ``maximum``, and the delay is drawn from its upper
+    half: waiters spread out, yet none comes back almost at once, as full jitter (``0..ceiling``)
+    would allow. When the server said how long to wait (``Retry-After``) that is the floor, with up
+    to 10 % (plus 50 ms) on top so many waiters that were told the same number do not return in lockstep.
     """
     if retry_after is not None:
         return retry_after + random.uniform(0, retry_after * 0.1 + 0.05)

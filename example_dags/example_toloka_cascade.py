@@ -7,6 +7,7 @@ has project 1003 with closed pools, one open pool and a training) and against re
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
@@ -22,7 +23,13 @@ with DAG(
     tags=["toloka", "example"],
     params={"project_id": Param("1003", type="string", description="Project to archive")},
     # A retry continues where a failure stopped: archived objects are skipped.
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
+    # Set TOLOKA_POOL (e.g. "toloka", an Airflow pool sized from Toloka's rate limit) where the DAGs are
+    # parsed to bound Toloka traffic across all workers; see docs/deployment.md.
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=5),
+        "pool": os.environ.get("TOLOKA_POOL", "default_pool"),
+    },
 ) as dag:
     plan = TolokaArchiveProjectOperator(
         task_id="plan",

@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
+EXAMPLE_DAG_IDS = {
+    "example_toloka_archive",
+    "example_toloka_cascade",
+    "example_toloka_deferrable",
+    "example_toloka_sensor",
+}
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +35,15 @@ def test_examples_import_without_errors():
 
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
-    assert len(bag.dags) >= 2
+    assert set(bag.dags) == EXAMPLE_DAG_IDS
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAG_IDS))
+def test_every_example_task_runs_in_the_pool_named_by_toloka_pool(monkeypatch, dag_id):
+    monkeypatch.setenv("TOLOKA_POOL", "toloka")
+    assert {task.pool for task in load_dag(dag_id).tasks} == {"toloka"}
+    monkeypatch.delenv("TOLOKA_POOL")
+    assert {task.pool for task in load_dag(dag_id).tasks} == {"default_pool"}
 
 
 @pytest.fixture
@@ -73,6 +87,9 @@ def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, monkeypatch):
             yield event
 
     monkeypatch.setattr(TolokaOperationTrigger, "run", recording_run)
+    # Long enough that no operation has ended before its task checks it, even when dag.test() moves slowly
+    # from one task to the next on a busy machine (with 0.5 s the sensor sometimes found SUCCESS at once).
+    demo.operation_duration = 5
     run = load_dag("example_toloka_deferrable").test()
     assert run.state == "success"
     for kind, object_id in [("pool", "2101"), ("training", "3101"), ("project", "1002")]:

@@ -61,10 +61,17 @@ def test_archive_runs_pending_then_running_then_success_and_archives_the_pool(to
     assert operation["parameters"] == {"pool_id": "10"}
     assert operation["details"] == {}
 
-    time.sleep(0.3)
-    early = api.get(f"/operations/{operation['id']}").json()
-    time.sleep(0.3)
-    later = api.get(f"/operations/{operation['id']}").json()
+    def read_until(condition):
+        """Read the operation until ``condition`` holds of it (waiting on the emulator, not on a clock)."""
+        for _ in range(1000):
+            read = api.get(f"/operations/{operation['id']}").json()
+            if condition(read):
+                return read
+            time.sleep(0.01)
+        raise AssertionError(f"never happened; last read {read}")
+
+    early = read_until(lambda read: read["progress"] > 0)
+    later = read_until(lambda read: read["progress"] > early["progress"])
     assert (early["status"], later["status"]) == ("RUNNING", "RUNNING")
     assert TIME_FORMAT.fullmatch(early["started"])
     assert early["finished"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -93,14 +94,21 @@ def test_drop_after_handling_loses_the_answer_but_keeps_the_effect(toloka_emulat
 
 
 def test_slow_delays_and_then_answers_normally(toloka_emulator, api, pool):
-    toloka_emulator.inject_fault("slow", delay=0.3, path="/archive")
+    toloka_emulator.inject_fault("slow", delay=0.5, path="/archive")
 
-    started = time.monotonic()
-    response = api.post(f"/pools/{pool}/archive")
+    with ThreadPoolExecutor(1) as executor:
+        archive_url, headers = f"{api.base}/pools/{pool}/archive", dict(api.session.headers)
+        slow = executor.submit(requests.post, archive_url, headers=headers, timeout=10)
+        while not slow.done():  # reads sent while the archive request waits
+            api.get(f"/pools/{pool}")
+        response = slow.result()
 
-    assert time.monotonic() - started >= 0.3
     assert response.status_code == 202
-    assert toloka_emulator.requests[-1].duration >= 0.3
+    assert toloka_emulator.operations(type="POOL.ARCHIVE")[0]["parameters"] == {"pool_id": pool}
+    records = toloka_emulator.requests  # in the order they were answered
+    archive = next(i for i, r in enumerate(records) if r.path.endswith("/archive"))
+    overtook = [r for r in records[:archive] if r.time > records[archive].time]
+    assert overtook, "reads that arrived after the archive request were answered before it"
 
 
 def test_a_slow_answer_trips_a_client_timeout(toloka_emulator, api, pool):
@@ -126,12 +134,20 @@ def test_rate_limit_answers_429_with_retry_after_past_the_limit(toloka_emulator,
 
 
 def test_latency_is_added_to_every_request(toloka_emulator, api, pool):
-    toloka_emulator.latency = 0.2
+    toloka_emulator.latency = 0.5
 
-    started = time.monotonic()
-    api.get(f"/pools/{pool}")
+    # Not one of them, authorised or not, answers within a client time-out shorter than the latency.
+    for method, path, session in [
+        ("GET", f"/pools/{pool}", api.session),
+        ("POST", f"/pools/{pool}/archive", api.session),
+        ("GET", "/operations", api.session),
+        ("GET", f"/pools/{pool}", requests.Session()),  # no token: answered 401, just as late
+    ]:
+        with pytest.raises(requests.Timeout):
+            session.request(method, api.base + path, timeout=0.1)
 
-    assert time.monotonic() - started >= 0.2
+    toloka_emulator.latency = 0
+    assert api.get(f"/pools/{pool}").status_code == 200
 
 
 def test_the_request_log_records_every_request_with_its_final_status(toloka_emulator, api, pool):

@@ -87,7 +87,35 @@ def test_bad_waiting_arguments_fail_at_parse_time(kwargs):
         TolokaArchivePoolOperator(task_id="p", pool_id="1", **kwargs)
 
 
-def test_templated_fields():
-    assert set(TolokaArchivePoolOperator.template_fields) == {"pool_id", "toloka_conn_id"}
-    assert set(TolokaArchiveTrainingOperator.template_fields) == {"training_id", "toloka_conn_id"}
-    assert set(TolokaArchiveProjectOperator.template_fields) == {"project_id", "toloka_conn_id"}
+@pytest.mark.parametrize(
+    ("operator_cls", "field", "object_id", "path"),
+    [
+        (TolokaArchivePoolOperator, "pool_id", "10", "/api/v1/pools/10/archive"),
+        (TolokaArchiveTrainingOperator, "training_id", "21", "/api/v1/trainings/21/archive"),
+        (TolokaArchiveProjectOperator, "project_id", "2", "/api/v1/projects/2/archive"),
+    ],
+)
+def test_the_id_and_the_connection_are_rendered_from_templates(
+    emu, monkeypatch, operator_cls, field, object_id, path
+):
+    from airflow.sdk import DAG
+
+    emu.add_training("21", project_id="1", status="CLOSED")
+    emu.add_project("2")
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_OTHER", emu.airflow_conn_json())
+    monkeypatch.delenv("AIRFLOW_CONN_TOLOKA_DEFAULT")
+    params = {"object_id": object_id, "account": "other"}
+    with DAG("templated", schedule=None, params=params):
+        operator = operator_cls(
+            task_id="archive",
+            toloka_conn_id="toloka_{{ params.account }}",
+            wait_for_completion=False,
+            **{field: "{{ params.object_id }}"},
+        )
+    context = {"params": params, "ti": RecordingTI()}
+
+    operator.render_template_fields(context)  # what Airflow does before execute
+    operator.execute(context)
+
+    assert [r.path for r in emu.requests if r.method == "POST"] == [path]
+    assert operator.hook.toloka_conn_id == "toloka_other"

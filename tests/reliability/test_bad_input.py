@@ -99,7 +99,11 @@ def test_hook_wait_refuses_bad_seconds_before_any_request(toloka_conn, hook, bad
         ({"timeout": math.nan}, "timeout"),
         ({"max_retries": -1}, "max_retries"),
         ({"max_retries": 1.5}, "max_retries"),
+        ({"timeout": math.inf}, "timeout"),
         ({"retry_min_wait": -1}, "retry_min_wait"),
+        ({"retry_min_wait": 0}, "retry_min_wait"),
+        ({"retry_max_wait": math.nan}, "retry_max_wait"),
+        ({"retry_max_wait": math.inf}, "retry_max_wait"),
     ],
 )
 def test_hook_refuses_bad_settings_when_built(kwargs, name):

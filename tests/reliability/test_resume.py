@@ -152,6 +152,20 @@ def test_without_waiting_a_retry_reconnects_and_still_does_not_wait(emu):
     assert archive_posts(emu) == 1
 
 
+def test_durable_false_stores_nothing_and_a_retry_asks_toloka_again(emu):
+    emu.operation_duration = 30
+    store = FakeTaskStateStore()
+    first, _ = run_try(store, durable=False, wait_for_completion=False)
+
+    second, _ = run_try(store, durable=False, wait_for_completion=False)
+
+    assert store.values == {}
+    # The retry sent the archive request again; the hook found the running archive (layer 2).
+    assert [r.status for r in emu.requests if r.method == "POST"] == [202, 409]
+    assert second["id"] == first["id"]
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1
+
+
 # -- no stored id: the hook finds the running archive ----------------------------------------------
 
 

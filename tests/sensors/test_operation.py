@@ -34,11 +34,20 @@ def start_archive(emu) -> str:
     return TolokaHook().archive_pool("10")["id"]
 
 
+def wait_until_finished(emu) -> None:
+    """Wait on the emulator, not on a clock: until the archive operation has ended."""
+    for _ in range(3000):
+        if emu.operations(type="POOL.ARCHIVE")[0]["status"] in ("SUCCESS", "FAIL"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the archive never ended: {emu.operations(type='POOL.ARCHIVE')}")
+
+
 def test_not_done_until_success_then_returns_the_operation(emu):
-    emu.operation_duration = 1
+    emu.operation_duration = 2  # the first poke comes long before the end
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
     assert sensor.poke(context()) is False
-    time.sleep(1.2)
+    wait_until_finished(emu)
     result = sensor.poke(context())
     assert result.is_done
     assert result.xcom_value["status"] == "SUCCESS"
@@ -48,7 +57,7 @@ def test_fail_raises_with_details(emu):
     emu.operation_duration = 0.1
     emu.fail_next("pool", "10", details={"reason": "broken"})
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
-    time.sleep(0.3)
+    wait_until_finished(emu)
     with pytest.raises(TolokaOperationFailed, match="broken"):
         sensor.poke(context())
 
@@ -67,5 +76,22 @@ def test_bad_operation_id_is_refused_before_any_request(emu):
     assert emu.requests == []
 
 
-def test_operation_id_is_templated():
-    assert "operation_id" in TolokaOperationSensor.template_fields
+def test_the_operation_id_and_the_connection_are_rendered_from_templates(emu, monkeypatch):
+    from airflow.sdk import DAG
+
+    operation_id = start_archive(emu)
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_OTHER", emu.airflow_conn_json())
+    monkeypatch.delenv("AIRFLOW_CONN_TOLOKA_DEFAULT")
+    params = {"operation_id": operation_id, "account": "other"}
+    with DAG("templated", schedule=None, params=params):
+        sensor = TolokaOperationSensor(
+            task_id="s",
+            operation_id="{{ params.operation_id }}",
+            toloka_conn_id="toloka_{{ params.account }}",
+        )
+    emu.clear_requests()
+
+    sensor.render_template_fields({"params": params})  # what Airflow does before poke
+    sensor.poke(context())
+
+    assert emu.requests[0].path == f"/api/v1/operations/{operation_id}"  # then the pool, for the link

@@ -29,6 +29,15 @@ def start_archive(emu) -> str:
     return TolokaHook().archive_pool("10")["id"]
 
 
+def wait_until_finished(emu) -> None:
+    """Wait on the emulator, not on a clock: until the archive operation has ended."""
+    for _ in range(3000):
+        if emu.operations(type="POOL.ARCHIVE")[0]["status"] in ("SUCCESS", "FAIL"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the archive never ended: {emu.operations(type='POOL.ARCHIVE')}")
+
+
 def sensor(operation_id, **kwargs) -> TolokaOperationSensor:
     return TolokaOperationSensor(task_id="s", operation_id=operation_id, deferrable=True, **kwargs)
 
@@ -49,7 +58,7 @@ def test_defers_with_poke_interval_and_the_sensors_timeout(emu):
 
 def test_a_finished_operation_returns_at_once(emu):
     operation_id = start_archive(emu)
-    time.sleep(0.3)
+    wait_until_finished(emu)
     assert sensor(operation_id).execute(context())["status"] == "SUCCESS"
 
 

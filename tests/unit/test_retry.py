@@ -18,10 +18,12 @@ def test_retry_after_http_date():
     assert 25 <= parse_retry_after(when) <= 31
 
 
-def test_backoff_grows_and_is_capped():
+def test_backoff_grows_is_capped_and_has_equal_jitter():
+    # Equal jitter: every delay in the upper half of the ceiling (full jitter would draw from 0 up).
     for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 30.0)]:
-        delay = backoff_delay(attempt, initial=1.0, maximum=30.0)
-        assert ceiling / 2 <= delay <= ceiling
+        delays = [backoff_delay(attempt, initial=1.0, maximum=30.0) for _ in range(200)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(set(delays)) > 1
 
 
 def test_retry_after_is_a_floor_with_a_little_jitter():
