@@ -77,7 +77,7 @@ def waiting() -> rejection_window.Watch:
 @pytest.fixture(scope="module")
 def runs(deployment: AirflowStack, waiting: rejection_window.Watch) -> dict[str, dict[str, Any]]:
     """Trigger every DAG at once and wait for all of them; dag_id -> the finished DAG run."""
-    rejection_window.open_window(deployment)
+    rejection_window.create_pool(deployment)
     started = time.monotonic()
     run_ids = {
         dag_id: deployment.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})[
@@ -179,9 +179,8 @@ def test_wait_until_archivable_waits_deferred_holding_no_slot_then_archives_in_t
     deployment: AirflowStack, runs: dict[str, dict[str, Any]], waiting: rejection_window.Watch
 ) -> None:
     # Deferred, the task has no process and takes no slot of its Airflow pool (it has one, of its own).
-    assert ("deferred", {"running_slots": 0, "queued_slots": 0, "deferred_slots": 1}) in waiting.seen, (
-        waiting.seen
-    )
+    deferred = ("deferred", {"running_slots": 0, "queued_slots": 0, "deferred_slots": 1})
+    assert deferred in waiting.seen, waiting.states()
     run = runs[rejection_window.DAG_ID]
     tries = deployment.api(
         "GET", f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances/archive_pool/tries"
@@ -194,7 +193,7 @@ def test_wait_until_archivable_waits_deferred_holding_no_slot_then_archives_in_t
     )
     # The try that succeeded was refused, waited, and archived (the one archive operation is checked above).
     assert "Toloka answered THERE_IS_REJECTED_ASSIGNMENT at check 1. Next check at" in worker_log
-    assert "Toloka accepted the archive of pool 51 at check" in worker_log
+    assert "Toloka accepted the archive of pool 51 at check 2" in worker_log
     assert any(".log.trigger." in name for name in logs), list(logs)
 
 

@@ -1,8 +1,9 @@
-"""Test-only DAG: archive a pool still in its rejection window, waiting in the triggerer until it ends.
+"""Test-only DAG: archive a pool in its rejection window, waiting in the triggerer until the window passes.
 
-``tests/deployment/rejection_window.py`` seeds ``toloka_archivable`` with a pool whose window ends about
-a minute after the run starts. The first archive request is refused with ``THERE_IS_REJECTED_ASSIGNMENT``;
-the task defers with a time trigger (no worker slot, no process) and asks again a minute later.
+``tests/deployment/rejection_window.py`` seeds ``toloka_archivable`` with the pool's last rejection at
+start-up, and moves the window past once it sees this task deferred. The emulator's refusal names the end
+of the window, 9 days away; ``archivable_timeout`` brings the second (and last) check to 2 minutes after
+the first refusal instead, or 1 minute (``archivable_check_interval``) if the refusal names no date.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ with DAG(
         toloka_conn_id="toloka_archivable",
         wait_until_archivable=True,
         archivable_check_interval=60,  # the shortest allowed
-        archivable_timeout=3600,
+        archivable_timeout=120,
         poll_interval=1,
         pool="toloka_archivable",  # its own, so the deployment test sees which slots it holds
         # Covers a loaded machine's Execution API time-out before the task starts; a try that already
