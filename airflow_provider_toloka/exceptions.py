@@ -196,3 +196,43 @@ class TolokaCascadeFailed(TolokaError):
     def __init__(self, message: str, summary: dict[str, Any]) -> None:
         self.summary = summary
         super().__init__(message)
+
+
+class TolokaCascadeHeldBack(TolokaCascadeFailed):
+    """A cascade archived all it could; what is left waits on refusals that time clears.
+
+    ``codes`` are Toloka's codes for them (e.g. ``THERE_IS_REJECTED_ASSIGNMENT``): a retry after the
+    window finishes the job, and ``wait_until_archivable=True`` makes the task do that itself.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any], codes: set[str]) -> None:
+        super().__init__(message, summary)
+        self.codes = set(codes)
+
+
+class TolokaNotArchivableInTime(TolokaError):
+    """``wait_until_archivable`` ran out of ``archivable_timeout`` while Toloka still refused the archive."""
+
+    def __init__(
+        self,
+        *,
+        what: str,
+        code: str,
+        first_refused_at: str,
+        last_check: str,
+        checks: int,
+        timeout: float,
+        refusal: Exception,
+    ) -> None:
+        self.code = code
+        self.first_refused_at = first_refused_at
+        self.last_check = last_check
+        self.checks = checks
+        self.timeout = timeout
+        self.refusal = refusal
+        super().__init__(
+            f"{what} is still not archivable after archivable_timeout={timeout:g} s: Toloka answered {code} "
+            f"first at {first_refused_at} and at the last check, {last_check} ({checks} checks). "
+            f"Last answer: {refusal}\nFix what stands in the way, or raise archivable_timeout "
+            "(None waits without limit), then clear the task to wait again."
+        )

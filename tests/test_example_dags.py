@@ -96,3 +96,28 @@ def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, monkeypatch):
         assert demo.object(kind, object_id)["status"] == "ARCHIVED"
     # dag.test() runs each trigger inline: the sensor and both waiting operators deferred.
     assert sorted(waited_on) == sorted(op["id"] for op in demo.operations())
+
+
+def test_wait_until_archivable_example_waits_out_the_rejection_window(airflow_db, demo, monkeypatch):
+    """With the pool inside its window, the task defers; the trigger lets the emulator's time pass instead of
+    sleeping, and the resumed task archives the pool."""
+    import datetime as dt
+
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+    from airflow.triggers.base import TriggerEvent
+
+    demo.add_pool("2501", project_id="1005", status="CLOSED", last_rejection=demo.now - dt.timedelta(days=8))
+    waits: list[float] = []
+
+    async def let_time_pass(trigger):
+        waits.append((trigger.moment - demo.now).total_seconds())
+        demo.advance_clock(max(0.0, waits[-1]))
+        yield TriggerEvent(trigger.moment)
+
+    monkeypatch.setattr(DateTimeTrigger, "run", let_time_pass)
+    run = load_dag("example_toloka_wait_until_archivable").test()
+    assert run.state == "success"
+    assert demo.object("pool", "2501")["status"] == "ARCHIVED"
+    assert demo.object("project", "1005")["status"] == "ARCHIVED"
+    assert sum(waits) >= dt.timedelta(days=1).total_seconds() - 60  # the day left of the window
+    assert len(demo.operations(type="POOL.ARCHIVE")) == 1

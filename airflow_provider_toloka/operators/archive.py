@@ -15,12 +15,25 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pendulum
 from airflow.configuration import conf
 from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow.sdk import BaseOperator
 
+from airflow_provider_toloka.archivable import (
+    MIN_CHECK_INTERVAL,
+    ArchivableWait,
+    archivable_after,
+    time_clears,
+)
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
-from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError, TolokaOperationTimeout
+from airflow_provider_toloka.exceptions import (
+    TolokaApiError,
+    TolokaCascadeHeldBack,
+    TolokaError,
+    TolokaNotArchivableInTime,
+    TolokaOperationTimeout,
+)
 from airflow_provider_toloka.links import (
     TolokaLink,
     TolokaPoolLink,
@@ -46,6 +59,9 @@ if TYPE_CHECKING:
 DEFAULT_MAX_CONCURRENCY = 128
 # The watcher reads operations 300 to a page; more in flight would fall back to one read each.
 MAX_CONCURRENCY = 300
+# wait_until_archivable: ask every 6 hours, for up to 10 days (the 9-day rejection window and a margin).
+DEFAULT_ARCHIVABLE_CHECK_INTERVAL = 6 * 3600.0
+DEFAULT_ARCHIVABLE_TIMEOUT = 10 * 86400.0
 
 
 class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
@@ -68,6 +84,14 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         the task holds no worker slot while Toloka archives. The request is still sent from the
         worker; an operation that is already finished (or a 204 for an archived object) never defers.
         Default: ``[operators] default_deferrable``.
+    :param wait_until_archivable: when Toloka refuses with a code that time or other work clears
+        (``THERE_IS_REJECTED_ASSIGNMENT``, ``TRAINING_ARCHIVE_CONFLICT``, ``UNARCHIVED_POOLS_CONFLICT``),
+        defer with a time trigger and ask again, instead of failing. Holds no worker slot while waiting,
+        and needs a triggerer. Other refusals (an open pool, 403, 404) still fail at once.
+    :param archivable_check_interval: seconds between two checks (at least 60); a date in Toloka's
+        refusal, when it gives one, is used instead.
+    :param archivable_timeout: seconds from the first refusal after which the task fails; ``None``
+        waits without limit.
     """
 
     object_kind: ClassVar[ObjectKind]
@@ -83,6 +107,9 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         poll_interval: float = 10.0,
         timeout: float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        wait_until_archivable: bool = False,
+        archivable_check_interval: float = DEFAULT_ARCHIVABLE_CHECK_INTERVAL,
+        archivable_timeout: float | None = DEFAULT_ARCHIVABLE_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -91,6 +118,20 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.timeout = validate_optional_seconds("timeout", timeout)
         self.deferrable = deferrable
+        if not isinstance(wait_until_archivable, bool):
+            raise ValueError(
+                f"wait_until_archivable={wait_until_archivable!r} is not valid: pass True or False."
+            )
+        self.wait_until_archivable = wait_until_archivable
+        self.archivable_check_interval = validate_seconds(
+            "archivable_check_interval", archivable_check_interval
+        )
+        if self.archivable_check_interval < MIN_CHECK_INTERVAL:
+            raise ValueError(
+                f"archivable_check_interval={archivable_check_interval!r} is not valid: pass at least "
+                f"{MIN_CHECK_INTERVAL:g} seconds between two checks, e.g. archivable_check_interval=3600."
+            )
+        self.archivable_timeout = validate_optional_seconds("archivable_timeout", archivable_timeout)
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -100,6 +141,8 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
 
     # Where the mixin keeps the operation id across tries; renaming it breaks in-flight retries.
     external_id_key = "toloka_archive_operation_id"
+    # The wait for archivability so far, when this run resumed from ``check_archivable_again``.
+    _archivable_wait: ArchivableWait | None = None
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         self._object_id = validate_id(self.id_field, getattr(self, self.id_field))
@@ -116,8 +159,20 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         except TolokaApiError as error:
             if error.status_code == 409:  # the object exists: its page is where to fix the conflict
                 self._persist_link(context, object_id)
+                if self.wait_until_archivable and time_clears(error.status_code, error.code):
+                    self._check_again_later(
+                        str(error.code), error, toloka_says=archivable_after(error.payload)
+                    )
             raise
         self._persist_link(context, object_id)
+        if self._archivable_wait is not None:
+            self.log.info(
+                "Toloka accepted the archive of %s %s at check %d; it first refused at %s.",
+                self.object_kind,
+                object_id,
+                self._archivable_wait.checks + 1,
+                self._archivable_wait.first_refused_at.isoformat(),
+            )
         if operation is None:
             self.log.info("Toloka %s %s is already archived; nothing to do.", self.object_kind, object_id)
             return None
@@ -193,6 +248,77 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
             ),
             method_name="execute_complete",
         )
+
+    # -- wait_until_archivable: a time trigger between checks ------------------------------------------
+
+    def _check_again_later(
+        self, code: str, refusal: Exception, *, toloka_says: pendulum.DateTime | None = None
+    ) -> None:
+        """Defer until the next check; fail once ``archivable_timeout`` has passed since the first refusal."""
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        now = pendulum.now("UTC")
+        previous = self._archivable_wait
+        wait = previous.again() if previous is not None else ArchivableWait.start(now)
+        what = f"Toloka {self.object_kind} {self._object_id}"
+        moment = wait.next_check(
+            now,
+            interval=self.archivable_check_interval,
+            timeout=self.archivable_timeout,
+            toloka_says=toloka_says,
+        )
+        if moment is None:
+            raise TolokaNotArchivableInTime(
+                what=what,
+                code=code,
+                first_refused_at=wait.first_refused_at.isoformat(),
+                last_check=now.isoformat(),
+                checks=wait.checks,
+                timeout=self.archivable_timeout or 0,
+                refusal=refusal,
+            ) from refusal
+        deadline = wait.deadline(self.archivable_timeout)
+        self.log.info(
+            "%s is not archivable yet: Toloka answered %s at check %d. Next check at %s (%s; first "
+            "refusal at %s; gives up %s). Toloka's answer: %s",
+            what,
+            code,
+            wait.checks,
+            moment.isoformat(),
+            f"Toloka gave {toloka_says.isoformat()}" if toloka_says else "archivable_check_interval",
+            wait.first_refused_at.isoformat(),
+            f"after {deadline.isoformat()}" if deadline is not None else "never: archivable_timeout=None",
+            refusal,
+        )
+        self.defer(
+            trigger=DateTimeTrigger(moment=moment),
+            method_name="check_archivable_again",
+            kwargs=wait.to_kwargs(),
+        )
+
+    def check_archivable_again(
+        self,
+        context: Context,
+        event: Any = None,
+        *,
+        first_refused_at: str | None = None,
+        checks: int = 0,
+    ) -> dict[str, Any] | None:
+        """Resume after the time trigger: ask Toloka again, carrying the wait so far.
+
+        Not ``execute_complete``: that one resumes after the archive operation's trigger. The wait so
+        far comes back in the deferral's kwargs; ``dag.test()`` (Airflow 3.3) passes only the event,
+        so there a refusal starts the wait, and its ``archivable_timeout``, anew.
+        """
+        if first_refused_at is None:
+            self.log.warning(
+                "Resumed without the record of this wait (dag.test() passes only the trigger's event): "
+                "archivable_timeout counts from this check."
+            )
+            self._archivable_wait = None
+        else:
+            self._archivable_wait = ArchivableWait.from_kwargs(first_refused_at, checks)
+        return self.execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger: return the operation on success, raise on anything else."""
@@ -276,15 +402,22 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
             return super().execute(context)
         from airflow_provider_toloka.cascade import archive_project_cascade
 
-        summary = archive_project_cascade(
-            self.hook,
-            validate_id("project_id", self.project_id),
-            close_open=self.close_open,
-            dry_run=self.plan_only,
-            max_concurrency=self.max_concurrency,
-            poll_interval=self.poll_interval,
-            log=self.log,
-        )
+        self._object_id = validate_id("project_id", self.project_id)
+        try:
+            summary = archive_project_cascade(
+                self.hook,
+                self._object_id,
+                close_open=self.close_open,
+                dry_run=self.plan_only,
+                max_concurrency=self.max_concurrency,
+                poll_interval=self.poll_interval,
+                log=self.log,
+            )
+        except TolokaCascadeHeldBack as held:
+            # The next check re-plans and continues: archived objects are skipped, archive is idempotent.
+            if self.wait_until_archivable and not self.plan_only:
+                self._check_again_later(", ".join(sorted(held.codes)), held)
+            raise
         operation = summary.get("project", {}).get("operation")
         if operation:
             context["ti"].xcom_push(key="operation_id", value=operation["id"])

@@ -233,6 +233,19 @@ class AirflowStack:
             if process.poll() is None:
                 process.wait(5)
 
+    def restart_emulator(self, conn_id: str) -> None:
+        """Start one emulator afresh (same port and token), reading its seed file again.
+
+        For a test whose objects depend on when it runs (a rejection window that ends in a few seconds):
+        it writes the seed once the deployment is up, then calls this.
+        """
+        process = self.processes[f"emulator-{conn_id}"]
+        _signal_group(process, signal.SIGTERM)
+        process.wait(15)
+        emulator = self.emulators[conn_id]
+        self._spawn(f"emulator-{conn_id}", emulator.command())
+        wait_until(f"emulator {conn_id} answers", emulator.answers, 30)
+
     def check_alive(self) -> None:
         """Raise if a component has exited: a dead scheduler would otherwise just look slow."""
         dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from . import rejection_window
 from .stack import TEST_DAGS, TOLOKA_POOL, AirflowStack, Emulator, wait_until
 
 pytestmark = pytest.mark.deployment
@@ -39,6 +40,7 @@ RUNS: dict[str, tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]] = {
         {"toloka_default": [("pool", "31"), ("training", "33"), ("project", "30")]},
     ),
     "toloka_resume_after_timeout": ({"pool_id": "41"}, {"toloka_slow": [("pool", "41")]}),
+    rejection_window.DAG_ID: rejection_window.RUN,
 }
 # The tasks of example_toloka_deferrable that wait in the triggerer (archive_pool does not wait at all).
 DEFERRING_TASKS = ("wait_for_pool", "archive_training", "archive_project")
@@ -49,6 +51,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStac
     emulators = {
         "toloka_default": Emulator("default", SEED, OPERATION_SECONDS),
         "toloka_slow": Emulator("slow", SEED, SLOW_OPERATION_SECONDS),
+        rejection_window.CONN_ID: rejection_window.emulator(tmp_path_factory.mktemp("seed")),
     }
     stack = AirflowStack(
         tmp_path_factory.mktemp("airflow-home"), emulators, extra_dags=sorted(TEST_DAGS.glob("*.py"))
@@ -67,8 +70,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStac
 
 
 @pytest.fixture(scope="module")
-def runs(deployment: AirflowStack) -> dict[str, dict[str, Any]]:
+def waiting() -> rejection_window.Watch:
+    return rejection_window.Watch()
+
+
+@pytest.fixture(scope="module")
+def runs(deployment: AirflowStack, waiting: rejection_window.Watch) -> dict[str, dict[str, Any]]:
     """Trigger every DAG at once and wait for all of them; dag_id -> the finished DAG run."""
+    rejection_window.create_pool(deployment)
     started = time.monotonic()
     run_ids = {
         dag_id: deployment.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})[
@@ -79,6 +88,7 @@ def runs(deployment: AirflowStack) -> dict[str, dict[str, Any]]:
 
     def finished() -> dict[str, dict[str, Any]] | None:
         deployment.check_alive()
+        waiting.look(deployment, run_ids[rejection_window.DAG_ID])
         states = {d: deployment.api("GET", f"/dags/{d}/dagRuns/{r}") for d, r in run_ids.items()}
         return states if all(s["state"] in ("success", "failed") for s in states.values()) else None
 
@@ -163,6 +173,28 @@ def test_retry_after_timeout_waits_on_the_running_archive(
     # Airflow 3.3+: the retry reconnects to the operation id kept in task_state_store (no second
     # archive request); older Airflow: its archive request meets the running one and waits on it.
     assert ("Reconnecting to existing job" if AIRFLOW_V_3_3_PLUS else "already running") in second
+
+
+def test_wait_until_archivable_waits_deferred_holding_no_slot_then_archives_in_that_try(
+    deployment: AirflowStack, runs: dict[str, dict[str, Any]], waiting: rejection_window.Watch
+) -> None:
+    # Deferred, the task has no process and takes no slot of its Airflow pool (it has one, of its own).
+    deferred = ("deferred", {"running_slots": 0, "queued_slots": 0, "deferred_slots": 1})
+    assert deferred in waiting.seen, waiting.states()
+    run = runs[rejection_window.DAG_ID]
+    tries = deployment.api(
+        "GET", f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances/archive_pool/tries"
+    )["task_instances"]
+    last = max(tries, key=lambda t: t["try_number"])
+    assert last["state"] == "success"
+    logs = task_logs(deployment, run["dag_id"], "archive_pool")
+    worker_log = next(
+        text for name, text in logs.items() if name.endswith(f"attempt={last['try_number']}.log")
+    )
+    # The try that succeeded was refused, waited, and archived (the one archive operation is checked above).
+    assert "Toloka answered THERE_IS_REJECTED_ASSIGNMENT at check 1. Next check at" in worker_log
+    assert "Toloka accepted the archive of pool 51 at check 2" in worker_log
+    assert any(".log.trigger." in name for name in logs), list(logs)
 
 
 def test_deferrable_tasks_ran_their_wait_in_the_triggerer(
