@@ -280,8 +280,8 @@ class TolokaHook(BaseHook):
         """The account's projects (``ACTIVE`` by default, ``None`` for all), page by page as consumed."""
         if status not in (None, *PROJECT_STATUSES):
             raise ValueError(
-                f"status={status!r} is not a Toloka project status: pass one of {', '.join(PROJECT_STATUSES)}, "
-                "or None for every project."
+                f"status={status!r} is not a Toloka project status: pass one of "
+                f"{', '.join(PROJECT_STATUSES)}, or None for every project."
             )
         return self._list("/projects", status)
 
