@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 
-from airflow_provider_toloka.cascade.execute import CascadeRunner, Log, Progress
+from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
 from airflow_provider_toloka.housekeeping.report import FAILED, Outcome, Report
@@ -99,13 +99,14 @@ def run_housekeeping(
         except Exception as error:  # one project's trouble must not stop the others
             return Outcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
 
-    progress = Progress(log, "projects handled", len(projects))
     with ThreadPoolExecutor(
         max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"
     ) as pool:
-        for future in as_completed([pool.submit(handle, project) for project in projects]):
+        futures = [pool.submit(handle, project) for project in projects]
+        for done, future in enumerate(as_completed(futures), start=1):
             report.add(future.result())
-            progress.advance()
+            if done * 10 // len(projects) > (done - 1) * 10 // len(projects):  # every 10 %
+                log.info("projects handled %d/%d", done, len(projects))
     return report
 
 

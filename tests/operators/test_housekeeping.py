@@ -34,6 +34,7 @@ def emu(toloka_conn, monkeypatch):
     # The task counts idle days up to the account's clock, which tests move forward.
     monkeypatch.setattr(housekeeping_run, "utcnow", lambda: pendulum.instance(toloka_conn.now))
     # Toloka does not show when a pool last rejected an assignment: only the archive refusal tells.
+    # (Where the emulator still shows it, hide it.)
     to_json = model.Pool.to_json
 
     def without_last_rejection(pool, *args, **kwargs):
