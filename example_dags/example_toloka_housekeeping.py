@@ -29,6 +29,9 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # It archives across the whole account: it starts paused. Unpause it once the plan task's table
+    # (trigger a run by hand) shows what you expect.
+    is_paused_upon_creation=True,
     tags=["toloka", "example"],
     # A retry goes through the account again: archived projects are no longer listed, and a project
     # archived part-way continues. Set TOLOKA_POOL (an Airflow pool sized from Toloka's rate limit)
