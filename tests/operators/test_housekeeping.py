@@ -247,7 +247,7 @@ def test_the_log_shows_a_table_with_a_row_per_project(emu, account, monkeypatch)
 def test_projects_are_handled_at_most_max_concurrency_at_once(emu):
     for number in range(1, 13):
         emu.add_pool(f"{number}0", str(number))
-    emu.latency = 0.2  # every request stays in flight a while, so overlaps show
+    emu.latency = 0.5  # every request stays in flight a while, so overlaps show
     emu.clear_requests()
 
     summary, _ = housekeeping(dry_run=True, max_concurrency=3)
