@@ -27,7 +27,13 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.hooks.toloka"]}],
         "operators": [
-            {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.operators.archive"]}
+            {
+                "integration-name": "Toloka",
+                "python-modules": [
+                    "airflow_provider_toloka.operators.archive",
+                    "airflow_provider_toloka.operators.housekeeping",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.sensors.operation"]}

@@ -27,3 +27,7 @@ def test_demo_runs_every_example_and_reports_each_object():
     assert "FAILED" not in runs
     assert "project 1001     ACTIVE     ARCHIVED" in demo.stdout
     assert "pool 2204        OPEN       ARCHIVED" in demo.stdout
+    # Housekeeping archives the projects finished months ago and leaves the open and the recent one.
+    assert "project 1101     ACTIVE     ARCHIVED" in demo.stdout
+    assert "project 1103     ACTIVE     ACTIVE" in demo.stdout
+    assert "project 1104     ACTIVE     ACTIVE" in demo.stdout

@@ -121,3 +121,35 @@ def test_wait_until_archivable_example_waits_out_the_rejection_window(airflow_db
     assert demo.object("project", "1005")["status"] == "ARCHIVED"
     assert sum(waits) >= dt.timedelta(days=1).total_seconds() - 60  # the day left of the window
     assert len(demo.operations(type="POOL.ARCHIVE")) == 1
+
+
+def return_value(run, task_id: str):
+    """What a task of the run returned, read back from the metadata database."""
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
+            .one()
+        )
+        return json.loads(row.value) if isinstance(row.value, str) else row.value
+
+
+def test_housekeeping_example_plans_then_archives_the_idle_projects(airflow_db, demo):
+    run = load_dag("example_toloka_housekeeping").test()
+
+    assert run.state == "success"
+    plan, archive = (return_value(run, task_id) for task_id in ("plan", "archive_idle_projects"))
+    assert plan["dry_run"] is True
+    assert plan["archived"] == archive["archived"] == ["1101", "1102"]
+    assert list(archive["skipped"]["open"]) == ["1003", "1103"]
+    assert "1104" in archive["skipped"]["recent_activity"]
+    for kind, object_id in [("pool", "5101"), ("pool", "5102"), ("training", "6101"), ("project", "1101")]:
+        assert demo.object(kind, object_id)["status"] == "ARCHIVED"
+    assert demo.object("project", "1102")["status"] == "ARCHIVED"
+    for project_id in ("1001", "1002", "1003", "1004", "1103", "1104"):
+        assert demo.object("project", project_id)["status"] == "ACTIVE"

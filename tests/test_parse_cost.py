@@ -15,7 +15,12 @@ BASE_CLASS_MODULES = ("airflow.sdk.bases.resumablejobmixin", "airflow.providers.
 
 
 @pytest.mark.parametrize(
-    "module", ["airflow_provider_toloka.operators.archive", "airflow_provider_toloka.sensors.operation"]
+    "module",
+    [
+        "airflow_provider_toloka.operators.archive",
+        "airflow_provider_toloka.operators.housekeeping",
+        "airflow_provider_toloka.sensors.operation",
+    ],
 )
 def test_importing_for_a_dag_adds_nothing_heavy(module):
     # Airflow's task SDK itself brings httpx and tenacity; what matters is what this module adds.

@@ -17,7 +17,12 @@ from starlette.exceptions import HTTPException
 from airflow_provider_toloka.emulator import query
 from airflow_provider_toloka.emulator.errors import ApiError, error_body
 from airflow_provider_toloka.emulator.gate import REQUEST_ID_KEY
-from airflow_provider_toloka.emulator.model import OPERATION_STATUSES, OPERATION_TYPES, POOL_STATUSES
+from airflow_provider_toloka.emulator.model import (
+    OPERATION_STATUSES,
+    OPERATION_TYPES,
+    POOL_STATUSES,
+    PROJECT_STATUSES,
+)
 from airflow_provider_toloka.emulator.state import EmulatorState
 
 API_PREFIX = "/api/v1"
@@ -39,6 +44,8 @@ def create_app(state: EmulatorState) -> FastAPI:
         if kind != "project":
             app.add_api_route(f"{base}/close", _act(state.close, kind), methods=["POST"])
             app.add_api_route(f"{API_PREFIX}/{plural}", _list(state, kind), methods=["GET"])
+    # The account's projects (housekeeping pages through the ACTIVE ones): status, sort=id, limit, id_gt.
+    app.add_api_route(f"{API_PREFIX}/projects", _list(state, "project", PROJECT_STATUSES), methods=["GET"])
 
     async def list_operations(request: Request) -> Response:
         params = request.query_params
@@ -80,7 +87,7 @@ def _read(state: EmulatorState, kind: str) -> Handler:
     return handler
 
 
-def _list(state: EmulatorState, kind: str) -> Handler:
+def _list(state: EmulatorState, kind: str, statuses: tuple[str, ...] = POOL_STATUSES) -> Handler:
     async def handler(request: Request) -> Response:
         params = request.query_params
         query.choice(params, "sort", ("id",))
@@ -88,7 +95,7 @@ def _list(state: EmulatorState, kind: str) -> Handler:
             kind,
             limit=query.limit(params),
             project_id=query.optional_object_id(params, "project_id"),
-            status=query.choice(params, "status", POOL_STATUSES),
+            status=query.choice(params, "status", statuses),
             id_gt=query.optional_object_id(params, "id_gt"),
         )
         return _json({"items": items, "has_more": has_more})

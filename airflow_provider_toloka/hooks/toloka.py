@@ -48,6 +48,7 @@ ObjectKind = Literal["project", "pool", "training"]
 
 # Toloka documents a page size of at most 300; fewer, larger pages mean fewer requests.
 PAGE_LIMIT = 300
+PROJECT_STATUSES = ("ACTIVE", "ARCHIVED")
 
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
@@ -275,16 +276,25 @@ class TolokaHook(BaseHook):
     def get_training(self, training_id: str | int) -> dict[str, Any]:
         return self._request("GET", f"/trainings/{validate_id('training_id', training_id)}")
 
+    def list_projects(self, status: str | None = "ACTIVE") -> Iterator[dict[str, Any]]:
+        """The account's projects (``ACTIVE`` by default, ``None`` for all), page by page as consumed."""
+        if status not in (None, *PROJECT_STATUSES):
+            raise ValueError(
+                f"status={status!r} is not a Toloka project status: pass one of "
+                f"{', '.join(PROJECT_STATUSES)}, or None for every project."
+            )
+        return self._list("/projects", status)
+
     def list_pools(self, project_id: str | int, status: str | None = None) -> Iterator[dict[str, Any]]:
         """Every pool of a project (optionally of one status), fetched page by page as consumed."""
-        return self._list("/pools", validate_id("project_id", project_id), status)
+        return self._list("/pools", status, project_id=validate_id("project_id", project_id))
 
     def list_trainings(self, project_id: str | int, status: str | None = None) -> Iterator[dict[str, Any]]:
         """Every training of a project (optionally of one status), fetched page by page as consumed."""
-        return self._list("/trainings", validate_id("project_id", project_id), status)
+        return self._list("/trainings", status, project_id=validate_id("project_id", project_id))
 
-    def _list(self, path: str, project_id: str, status: str | None) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"project_id": project_id, "sort": "id", "limit": PAGE_LIMIT}
+    def _list(self, path: str, status: str | None, **filters: str) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {**filters, "sort": "id", "limit": PAGE_LIMIT}
         if status is not None:
             params["status"] = status
         while True:

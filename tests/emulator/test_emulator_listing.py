@@ -176,3 +176,19 @@ def test_unknown_endpoints_answer_in_tolokas_error_shape(api):
     assert response.status_code == 404
     assert response.json()["code"] == "DOES_NOT_EXIST"
     assert response.json()["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_projects_list_pages_by_id_and_filters_by_status(toloka_emulator, api):
+    for number in range(1, 8):
+        toloka_emulator.add_project(str(number), status="ARCHIVED" if number % 3 == 0 else "ACTIVE")
+
+    first = api.get("/projects", status="ACTIVE", sort="id", limit=3).json()
+    rest = api.get("/projects", status="ACTIVE", sort="id", limit=3, id_gt=first["items"][-1]["id"]).json()
+
+    assert [p["id"] for p in first["items"]] == ["1", "2", "4"]
+    assert first["has_more"] is True
+    assert [p["id"] for p in rest["items"]] == ["5", "7"]
+    assert rest["has_more"] is False
+    archived = api.get("/projects", status="ARCHIVED").json()["items"]
+    assert [(p["id"], p["status"]) for p in archived] == [("3", "ARCHIVED"), ("6", "ARCHIVED")]
+    assert api.get("/projects", status="CLOSED").json()["code"] == "VALIDATION_ERROR"

@@ -242,6 +242,26 @@ def test_list_pools_pages_through_every_pool(emu, hook):
     assert [p["id"] for p in hook.list_pools("1", status="OPEN")] == ["11"]
 
 
+def test_list_projects_pages_through_the_active_projects(emu, hook):
+    for n in range(100, 401):  # 301 active projects: two pages
+        emu.add_project(str(n))
+    emu.add_project("999", status="ARCHIVED")
+    emu.clear_requests()
+
+    ids = [project["id"] for project in hook.list_projects()]
+
+    assert ids == ["1", *(str(n) for n in range(100, 401))]
+    assert [r.path for r in emu.requests] == ["/api/v1/projects"] * 2, "302 projects in pages of 300"
+    assert [p["id"] for p in hook.list_projects(status="ARCHIVED")] == ["999"]
+    assert len(list(hook.list_projects(status=None))) == 303
+
+
+def test_list_projects_refuses_an_unknown_status_before_any_request(emu, hook):
+    with pytest.raises(ValueError, match=r"status='OPEN' is not a Toloka project status: pass one of ACTIVE"):
+        list(hook.list_projects(status="OPEN"))
+    assert emu.requests == []
+
+
 def test_test_connection(emu, hook, monkeypatch):
     ok, message = hook.test_connection()
     assert ok

@@ -1,0 +1,136 @@
+"""The housekeeping summary: one outcome per project, as compact XCom data and as a table for the log.
+
+An account can hold thousands of projects, so the XCom keeps ids and one short line per skipped or
+failed project, grouped by reason; the log table has a row for every project.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+
+from airflow_provider_toloka.exceptions import TolokaError
+from airflow_provider_toloka.housekeeping.assess import REASONS
+
+FAILED = "failed"
+_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one project: archived (``reason is None``), skipped for a reason, or ``FAILED``."""
+
+    project_id: str
+    reason: str | None
+    detail: str
+
+
+class Report:
+    """Outcomes collected from the worker threads; safe to ``add`` from any of them."""
+
+    def __init__(
+        self, *, dry_run: bool, min_idle_days: float, close_open: bool, now: pendulum.DateTime
+    ) -> None:
+        self.dry_run = dry_run
+        self.min_idle_days = min_idle_days
+        self.close_open = close_open
+        self.now = now
+        self._lock = threading.Lock()
+        self._outcomes: dict[str, Outcome] = {}
+
+    def add(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._outcomes[outcome.project_id] = outcome
+
+    def _sorted(self) -> list[Outcome]:
+        with self._lock:
+            outcomes = list(self._outcomes.values())
+        return sorted(outcomes, key=lambda o: _id_key(o.project_id))
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {o.project_id: o.detail for o in self._sorted() if o.reason == FAILED}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe and compact: ids of the archived, ``{id: why}`` per skip reason, ``{id: error}``.
+
+        A dry run has the same shape: ``archived`` then lists what a real run would archive.
+        """
+        outcomes = self._sorted()
+        archived = [o.project_id for o in outcomes if o.reason is None]
+        skipped: dict[str, dict[str, str]] = {reason: {} for reason in REASONS}
+        for outcome in outcomes:
+            if outcome.reason in skipped:
+                skipped[outcome.reason][outcome.project_id] = outcome.detail
+        failed = self.failed
+        return {
+            "dry_run": self.dry_run,
+            "checked_at": self.now.in_timezone("UTC").format("YYYY-MM-DD[T]HH:mm:ss[Z]"),
+            "min_idle_days": self.min_idle_days,
+            "close_open": self.close_open,
+            "counts": {
+                "checked": len(outcomes),
+                "archived": len(archived),
+                "skipped": sum(len(ids) for ids in skipped.values()),
+                "failed": len(failed),
+            },
+            "archived": archived,
+            "skipped": skipped,
+            "failed": failed,
+        }
+
+    def table(self) -> str:
+        """A heading with the counts, then one row per project: id, outcome, why."""
+        summary = self.to_dict()
+        counts = summary["counts"]
+        verb = "to archive" if self.dry_run else "archived"
+        heading = (
+            f"Housekeeping{' (dry run: nothing was changed)' if self.dry_run else ''}: "
+            f"{counts['checked']} active project(s), {counts['archived']} {verb}, "
+            f"{counts['skipped']} skipped, {counts['failed']} failed "
+            f"(min_idle_days={self.min_idle_days:g}, close_open={self.close_open})"
+        )
+        rows = [(o.project_id, self._label(o), o.detail) for o in self._sorted()]
+        if not rows:
+            return heading
+        id_width = max(len("project"), *(len(row[0]) for row in rows))
+        label_width = max(len(row[1]) for row in rows)
+        lines = [heading, f"{'project':<{id_width}}  {'outcome':<{label_width}}  detail"]
+        lines += [f"{pid:<{id_width}}  {label:<{label_width}}  {detail}" for pid, label, detail in rows]
+        return "\n".join(lines)
+
+    def _label(self, outcome: Outcome) -> str:
+        if outcome.reason is None:
+            return "would archive" if self.dry_run else "archived"
+        if outcome.reason == FAILED:
+            return "FAILED"
+        return f"skip: {outcome.reason}"
+
+
+class TolokaHousekeepingFailed(TolokaError):
+    """Some projects failed for reasons other than the skips housekeeping reports; the rest went on.
+
+    ``summary`` is the whole report (also pushed to XCom as the task's return value).
+    """
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        failed: dict[str, str] = summary["failed"]
+        shown = "\n".join(f"  - project {pid}: {error}" for pid, error in list(failed.items())[:_SHOWN])
+        more = f"\n  ... and {len(failed) - _SHOWN} more" if len(failed) > _SHOWN else ""
+        counts = summary["counts"]
+        super().__init__(
+            f"Housekeeping failed for {len(failed)} of {counts['checked']} project(s) "
+            f"({counts['archived']} archived, {counts['skipped']} skipped, the rest went on):\n"
+            f"{shown}{more}\n"
+            "Fix the cause and run the task again: archived projects are no longer listed, and a "
+            "project archived part-way continues where it stopped."
+        )
+
+
+def _id_key(project_id: str) -> tuple[int, int, str]:
+    """Numeric ids in numeric order (Toloka's ids are digit strings)."""
+    return (0, int(project_id), "") if project_id.isdigit() else (1, 0, project_id)

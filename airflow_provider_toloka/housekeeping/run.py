@@ -1,0 +1,151 @@
+"""Going through a whole account: list the active projects, assess each, archive the idle ones.
+
+Projects are handled ``max_concurrency`` at a time on a thread pool that shares one hook, and so one
+``SharedThrottle``: a 429 slows every project down together. Each archive is the cascade's own
+``CascadeRunner``, run on the plan the assessment already made (no second listing). Together the
+projects keep at most ``OPERATIONS_IN_FLIGHT`` operations running, so every one of them still fits
+the single page of operations each cascade's watcher reads.
+
+A project that fails is recorded and the others go on; the caller decides what a failure means.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+
+from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
+from airflow_provider_toloka.exceptions import TolokaCascadeFailed
+from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
+from airflow_provider_toloka.housekeeping.report import FAILED, Outcome, Report
+from airflow_provider_toloka.operators.archive import DEFAULT_MAX_CONCURRENCY
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+# The cascade's benchmarked default, shared by the projects archived at once.
+OPERATIONS_IN_FLIGHT = DEFAULT_MAX_CONCURRENCY
+
+_REJECTED = "THERE_IS_REJECTED_ASSIGNMENT"
+# Refusals that only wait on rejected pools: the training or project behind such a pool.
+_WAITING_ON_POOLS = ("TRAINING_ARCHIVE_CONFLICT", "UNARCHIVED_POOLS_CONFLICT")
+_DETAIL_CHARS = 300
+
+
+def utcnow() -> pendulum.DateTime:
+    """The time idle days are counted up to (tests point it at the emulator's movable clock)."""
+    return pendulum.now("UTC")
+
+
+def operations_per_project(max_concurrency: int) -> int:
+    """Operations one project's cascade keeps in flight when ``max_concurrency`` projects run at once."""
+    return max(1, OPERATIONS_IN_FLIGHT // max_concurrency)
+
+
+def run_housekeeping(
+    hook: TolokaHook,
+    *,
+    min_idle_days: float,
+    close_open: bool,
+    dry_run: bool,
+    max_concurrency: int,
+    poll_interval: float,
+    log: Log,
+) -> Report:
+    """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report."""
+    now = utcnow()
+    projects = list(hook.list_projects(status="ACTIVE"))
+    report = Report(dry_run=dry_run, min_idle_days=min_idle_days, close_open=close_open, now=now)
+    log.info(
+        "%d active project(s); handling up to %d at once%s",
+        len(projects),
+        max_concurrency,
+        " (dry run: nothing will be changed)" if dry_run else "",
+    )
+    if not projects:
+        return report
+    hook.get_conn()  # threads share the hook: make its session before they start
+    per_project = operations_per_project(max_concurrency)
+
+    def handle(project: dict[str, Any]) -> Outcome:
+        project_id = str(project.get("id"))
+        try:
+            verdict = assess(
+                project,
+                hook.list_pools(project_id),
+                hook.list_trainings(project_id),
+                close_open=close_open,
+                min_idle_days=min_idle_days,
+                now=now,
+            )
+            if verdict.reason is not None or dry_run:
+                return Outcome(project_id, verdict.reason, verdict.detail)
+            runner = CascadeRunner(
+                hook,
+                max_concurrency=per_project,
+                poll_interval=poll_interval,
+                log=_ProjectLog(log, project_id),
+            )
+            done = runner.run(verdict.plan)
+            archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
+            return Outcome(project_id, None, f"{verdict.detail}; {archived}")
+        except TolokaCascadeFailed as error:
+            held_back = _held_back(error)
+            if held_back is not None:
+                return Outcome(project_id, REJECTION_WINDOW, held_back)
+            return Outcome(project_id, FAILED, _short(error))
+        except Exception as error:  # one project's trouble must not stop the others
+            return Outcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+
+    with ThreadPoolExecutor(
+        max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"
+    ) as pool:
+        futures = [pool.submit(handle, project) for project in projects]
+        for done, future in enumerate(as_completed(futures), start=1):
+            report.add(future.result())
+            if done * 10 // len(projects) > (done - 1) * 10 // len(projects):  # every 10 %
+                log.info("projects handled %d/%d", done, len(projects))
+    return report
+
+
+def _held_back(error: TolokaCascadeFailed) -> str | None:
+    """Why the cascade stopped, if only pools in the rejection window (and what waits on them) did.
+
+    The cascade's summary names each refused object (``"pool 12": "... 409 THERE_IS_REJECTED_..."``).
+    """
+    errors: dict[str, Any] = dict(error.summary.get("errors") or {}) or {"": str(error)}
+    rejected = [name for name, text in errors.items() if _REJECTED in str(text)]
+    waiting = [name for name, text in errors.items() if any(c in str(text) for c in _WAITING_ON_POOLS)]
+    if not rejected or len(rejected) + len(waiting) < len(errors):
+        return None
+    named = ", ".join(name for name in rejected if name) or "a pool"
+    return (
+        f"{named}: 409 {_REJECTED}, archivable 9 days after its last rejection; "
+        f"{_count(error.summary, 'pools')} other pool(s) archived meanwhile, the rest waits for a later run"
+    )
+
+
+def _count(summary: dict[str, Any], kind: str) -> int:
+    return len((summary.get(kind) or {}).get("archived") or [])
+
+
+def _short(error: BaseException) -> str:
+    """The first line of an error, cut to a size that keeps the XCom small for thousands of projects."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return first if len(first) <= _DETAIL_CHARS else first[: _DETAIL_CHARS - 3] + "..."
+
+
+class _ProjectLog:
+    """The task log, with each cascade line saying which project it is about."""
+
+    def __init__(self, log: Log, project_id: str) -> None:
+        self._log = log
+        self._prefix = f"project {project_id}: "
+
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any:
+        return self._log.info(self._prefix + str(event), *args, **kw)
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any:
+        return self._log.warning(self._prefix + str(event), *args, **kw)

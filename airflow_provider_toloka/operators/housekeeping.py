@@ -1,0 +1,126 @@
+"""Housekeeping for a whole Toloka account: archive every project that has been idle long enough.
+
+Toloka archives idle pools on its own but never projects, so an account fills up with finished
+ones. Scheduled daily, this task keeps it tidy (see ``docs/housekeeping.md``). The work itself lives
+in ``airflow_provider_toloka.housekeeping``, imported when the task runs, so parsing the DAG costs
+nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_toloka.validation import validate_count, validate_seconds
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+DEFAULT_MAX_CONCURRENCY = 8
+# Projects handled at once; each of them gets an even share of the cascade's operations in flight.
+MAX_CONCURRENCY = 64
+
+
+class TolokaHousekeepingOperator(BaseOperator):
+    """Archive each active project whose pools and trainings have all been idle ``min_idle_days``.
+
+    Lists the account's active projects, plans each with the cascade's planner and archives it
+    (pools, trainings, project) when nothing in it is open and nothing has stopped, started or been
+    made for ``min_idle_days``. Every other project is skipped with its reason: ``open`` (open pools
+    or trainings), ``blocked`` (locked ones), ``recent_activity`` (with the date it becomes
+    eligible), ``rejection_window`` (a pool Toloka refuses to archive for 9 days after a rejection:
+    only the real run can meet it), ``unknown_activity`` (no times shown).
+
+    The summary is the task's return value (XCom): ids of the projects archived, and per skip reason
+    and for failures ``{project id: why}``. The same summary is logged as a table. A project that
+    fails does not stop the others; the task then fails at the end, naming them, with the summary
+    still in XCom. Skipped projects, the rejection window included, are not failures: tomorrow's
+    run tries again.
+
+    :param min_idle_days: days since the project's last activity (the newest ``last_stopped``,
+        ``last_started`` or ``created`` of its pools and trainings) before it is archived; 0 or more.
+    :param close_open: close open pools and trainings of idle projects instead of skipping them. An
+        open pool counts as active since it was last opened.
+    :param dry_run: change nothing: log and return the same summary, listing the projects a real run
+        would archive under ``archived``.
+    :param max_concurrency: projects handled at once (1-64). All requests share one pace: a 429
+        slows every project down together.
+    :param poll_interval: longest pause between polls of running archives, in seconds.
+    :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("toloka_conn_id",)
+    ui_color = "#d7e9f7"
+
+    def __init__(
+        self,
+        *,
+        min_idle_days: float = 30,
+        close_open: bool = False,
+        dry_run: bool = False,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        poll_interval: float = 10.0,
+        toloka_conn_id: str = "toloka_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.min_idle_days = _validate_days("min_idle_days", min_idle_days)
+        self.close_open = close_open
+        # Not ``self.dry_run``: BaseOperator has a ``dry_run()`` method.
+        self.plan_only = dry_run
+        self.max_concurrency = validate_count("max_concurrency", max_concurrency, minimum=1)
+        if self.max_concurrency > MAX_CONCURRENCY:
+            raise ValueError(
+                f"max_concurrency={max_concurrency} is not valid: pass at most {MAX_CONCURRENCY}; more "
+                "projects at once only share the same request pace and operations in flight."
+            )
+        self.poll_interval = validate_seconds("poll_interval", poll_interval)
+        self.toloka_conn_id = toloka_conn_id
+
+    @cached_property
+    def hook(self) -> TolokaHook:
+        from airflow_provider_toloka.hooks.toloka import TolokaHook
+        from airflow_provider_toloka.housekeeping.run import operations_per_project
+        from airflow_provider_toloka.throttle import SharedThrottle
+
+        # One pace for every project's requests, and a connection for each thread that may send.
+        threads = self.max_concurrency * (operations_per_project(self.max_concurrency) + 1)
+        return TolokaHook(
+            toloka_conn_id=self.toloka_conn_id, throttle=SharedThrottle(), max_connections=threads + 1
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_toloka.housekeeping import TolokaHousekeepingFailed, run_housekeeping
+
+        report = run_housekeeping(
+            self.hook,
+            min_idle_days=self.min_idle_days,
+            close_open=self.close_open,
+            dry_run=self.plan_only,
+            max_concurrency=self.max_concurrency,
+            poll_interval=self.poll_interval,
+            log=self.log,
+        )
+        self.log.info("%s", report.table())
+        summary = report.to_dict()
+        if summary["failed"]:
+            # A failed task pushes no return value: push it here, so a downstream task can read it.
+            context["ti"].xcom_push(key="return_value", value=summary)
+            raise TolokaHousekeepingFailed(summary)
+        return summary
+
+
+def _validate_days(param: str, value: Any) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{param}={value!r} is not valid: pass a number of days, 0 or more (0 archives every "
+            f"closed project at once), e.g. {param}=30."
+        )
+    return float(value)
