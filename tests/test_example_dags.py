@@ -14,7 +14,9 @@ EXAMPLE_DAG_IDS = {
     "example_toloka_archive",
     "example_toloka_cascade",
     "example_toloka_deferrable",
+    "example_toloka_housekeeping",
     "example_toloka_sensor",
+    "example_toloka_wait_until_archivable",
 }
 
 
