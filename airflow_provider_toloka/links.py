@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperatorLink
-from airflow.sdk.bases.xcom import BaseXCom
+from airflow.providers.common.compat.sdk import BaseOperatorLink
+from airflow.sdk.bases.xcom import BaseXCom  # the same module on Airflow 3.0 to 3.3
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator, Context
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import BaseOperator, Context, TaskInstanceKey
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 

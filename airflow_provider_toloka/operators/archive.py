@@ -16,8 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.configuration import conf
-from airflow.providers.common.compat.sdk import ResumableJobMixin
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
 
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError, TolokaOperationTimeout
@@ -37,7 +36,7 @@ from airflow_provider_toloka.validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 
