@@ -10,6 +10,7 @@ masks synchronously), so those must run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 from airflow.providers.common.compat.sdk import BaseHook, Connection
 
