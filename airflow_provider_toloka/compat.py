@@ -15,6 +15,7 @@ What common-compat does not cover lives here:
   the hook's ``get_connection_form_widgets`` / ``get_ui_field_behaviour``; 3.2+ reads the declarative
   ``conn-fields`` / ``ui-field-behaviour`` of ``get_provider_info`` and never calls them. Both are made
   from the one declaration in ``get_provider_info``, so every minor shows the same fields.
+- ``dag_bag``: ``DagBag`` moved from ``airflow.models.dagbag`` to ``airflow.dag_processing.dagbag`` in 3.2.
 """
 
 from __future__ import annotations
@@ -73,3 +74,14 @@ def ui_field_behaviour() -> dict[str, Any]:
     """The ``ui-field-behaviour`` of ``get_provider_info`` in the shape of Airflow 3.0 and 3.1."""
     behaviour = _toloka_connection_type()["ui-field-behaviour"]
     return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+
+def dag_bag(dag_folder: str) -> Any:
+    """The DAGs of a folder, parsed as the DAG processor parses them (``./dev demo`` lists them so)."""
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import DagBag
+    else:  # Airflow 3.0 and 3.1
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=dag_folder)

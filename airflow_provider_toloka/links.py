@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink
-from airflow.sdk.bases.xcom import BaseXCom  # the same module on Airflow 3.0 to 3.3
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator, Context, TaskInstanceKey
@@ -69,6 +68,9 @@ class TolokaLink(BaseOperatorLink):
         context["ti"].xcom_push(key=cls.key, value=url)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # Imported here: on Airflow 3.0 it loads the task runner's machinery (~1 s of a DAG's parse).
+        from airflow.sdk.bases.xcom import BaseXCom
+
         # In the worker ``ti_key`` is the running task instance, which has every field XCom needs.
         return BaseXCom.get_value(ti_key=ti_key, key=self.key) or ""  # type: ignore[arg-type]
 

@@ -18,16 +18,22 @@ def airflow_db():
 
 
 def load_dag(name: str):
+    """The example's DAG, ready for ``.test()``."""
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.dag
+    dag = module.dag
+    if not hasattr(dag, "test"):  # Airflow 3.0: only the scheduler's DAG has test(), as `airflow dags test` uses
+        from airflow.models.dag import DAG
+
+        dag = DAG.from_sdk_dag(dag)
+    return dag
 
 
 def test_examples_import_without_errors():
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_toloka.compat import dag_bag
 
-    bag = DagBag(dag_folder=str(EXAMPLES))
+    bag = dag_bag(str(EXAMPLES))
     assert bag.import_errors == {}
     assert len(bag.dags) >= 2
 
@@ -77,5 +83,9 @@ def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, monkeypatch):
     assert run.state == "success"
     for kind, object_id in [("pool", "2101"), ("training", "3101"), ("project", "1002")]:
         assert demo.object(kind, object_id)["status"] == "ARCHIVED"
-    # dag.test() runs each trigger inline: the sensor and both waiting operators deferred.
-    assert sorted(waited_on) == sorted(op["id"] for op in demo.operations())
+    # dag.test() runs each trigger inline. Both waiting operators defer on the operation Toloka just
+    # accepted; the sensor defers only if the pool's archive is still running when it first looks,
+    # which a busy machine may not reach within the operation's half second.
+    operations = {op["id"]: op["type"] for op in demo.operations()}
+    assert set(waited_on) <= set(operations)
+    assert {operations[op_id] for op_id in waited_on} >= {"TRAINING.ARCHIVE", "PROJECT.ARCHIVE"}
