@@ -20,6 +20,7 @@ What common-compat does not cover lives here:
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -80,8 +81,5 @@ def dag_bag(dag_folder: str) -> Any:
     """The DAGs of a folder, parsed as the DAG processor parses them (``./dev demo`` lists them so)."""
     from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
 
-    if AIRFLOW_V_3_2_PLUS:
-        from airflow.dag_processing.dagbag import DagBag
-    else:  # Airflow 3.0 and 3.1
-        from airflow.models.dagbag import DagBag
-    return DagBag(dag_folder=dag_folder)
+    module = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airflow.models.dagbag"  # 3.0, 3.1
+    return importlib.import_module(module).DagBag(dag_folder=dag_folder)

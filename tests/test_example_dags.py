@@ -23,7 +23,8 @@ def load_dag(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     dag = module.dag
-    if not hasattr(dag, "test"):  # Airflow 3.0: only the scheduler's DAG has test(), as `airflow dags test` uses
+    # Airflow 3.0's SDK DAG has no test(); `airflow dags test` there converts it to the scheduler's DAG.
+    if not hasattr(dag, "test"):
         from airflow.models.dag import DAG
 
         dag = DAG.from_sdk_dag(dag)
