@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import subprocess
 import sys
@@ -23,21 +22,20 @@ def _in_process_api_ready(monkeypatch):
 
     if not AIRFLOW_V_3_2_PLUS or AIRFLOW_V_3_3_PLUS:
         return
-    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+    from airflow.sdk.execution_time import supervisor
 
-    make_transport = InProcessExecutionAPI.transport.func
+    make_api = supervisor.in_process_api_server
 
-    def transport_after_lifespan(api):
-        transport = make_transport(api)
+    def api_after_lifespan():
+        api = make_api()
+        api.transport  # noqa: B018 (starts the lifespan in the API's own thread)
         for _ in range(6000):  # a hang guard (60 s), not a timing claim
             if getattr(api.app.state, "svcs_registry", None) is not None:
-                return transport
+                return api
             time.sleep(0.01)
         raise RuntimeError("the in-process execution API's lifespan never started")
 
-    ready = functools.cached_property(transport_after_lifespan)
-    ready.__set_name__(InProcessExecutionAPI, "transport")
-    monkeypatch.setattr(InProcessExecutionAPI, "transport", ready)
+    monkeypatch.setattr(supervisor, "in_process_api_server", api_after_lifespan)
 
 
 @pytest.fixture(scope="session")
