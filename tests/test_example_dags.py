@@ -5,37 +5,11 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
-
-
-@pytest.fixture(autouse=True)
-def _in_process_api_ready(monkeypatch):
-    """Airflow 3.2 starts the in-process execution API's lifespan without waiting for it, so on a busy
-    machine a task's first request can come first and fail ("'State' object has no attribute
-    'svcs_registry'"); 3.3 waits for it. On 3.2 only, wait as 3.3 does before the first request."""
-    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
-
-    if not AIRFLOW_V_3_2_PLUS or AIRFLOW_V_3_3_PLUS:
-        return
-    from airflow.sdk.execution_time import supervisor
-
-    make_api = supervisor.in_process_api_server
-
-    def api_after_lifespan():
-        api = make_api()
-        api.transport  # noqa: B018 (starts the lifespan in the API's own thread)
-        for _ in range(6000):  # a hang guard (60 s), not a timing claim
-            if getattr(api.app.state, "svcs_registry", None) is not None:
-                return api
-            time.sleep(0.01)
-        raise RuntimeError("the in-process execution API's lifespan never started")
-
-    monkeypatch.setattr(supervisor, "in_process_api_server", api_after_lifespan)
 
 
 @pytest.fixture(scope="session")
