@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperatorLink
-from airflow.sdk.bases.xcom import BaseXCom
+from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator, Context
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import BaseOperator, Context, TaskInstanceKey
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 
@@ -70,6 +68,9 @@ class TolokaLink(BaseOperatorLink):
         context["ti"].xcom_push(key=cls.key, value=url)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # Imported here: on Airflow 3.0 it loads the task runner's machinery (~1 s of a DAG's parse).
+        from airflow.sdk.bases.xcom import BaseXCom
+
         # In the worker ``ti_key`` is the running task instance, which has every field XCom needs.
         return BaseXCom.get_value(ti_key=ti_key, key=self.key) or ""  # type: ignore[arg-type]
 

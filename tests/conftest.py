@@ -9,6 +9,8 @@ import tempfile
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="toloka-tests-airflow-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# A DAG file's first parse imports Airflow itself; on a busy 2-core machine that outgrew the 30 s default.
+os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 # dag.test() syncs the DAG folder to the metadata DB and runs the DAG from there.
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(__file__), os.pardir, "example_dags")

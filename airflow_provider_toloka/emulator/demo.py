@@ -34,9 +34,9 @@ def _statuses(emulator: TolokaEmulator, objects: list[tuple[str, str]]) -> dict[
 
 def _dag_ids(dag_folder: str) -> list[str]:
     """Parse the folder the way the DAG processor would; refuse to go on if any file fails to import."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_toloka.compat import dag_bag
 
-    bag = DagBag(dag_folder=dag_folder)
+    bag = dag_bag(dag_folder)
     if bag.import_errors:
         raise SystemExit(f"DAG files failed to import: {bag.import_errors}")
     return sorted(bag.dag_ids)

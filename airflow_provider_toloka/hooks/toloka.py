@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pendulum
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from tenacity import Retrying
 
+from airflow_provider_toloka import compat
 from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -81,6 +82,16 @@ class TolokaHook(BaseHook):
     default_conn_name = "toloka_default"
     conn_type = "toloka"
     hook_name = "Toloka"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's Toloka fields on Airflow 3.0 and 3.1; 3.2+ reads ``conn-fields`` and skips this."""
+        return compat.connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled fields on Airflow 3.0 and 3.1; 3.2+ reads ``ui-field-behaviour``."""
+        return compat.ui_field_behaviour()
 
     def __init__(
         self,

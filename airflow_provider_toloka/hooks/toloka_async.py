@@ -32,9 +32,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from tenacity import AsyncRetrying
 
+from airflow_provider_toloka import compat
 from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import TolokaError
 from airflow_provider_toloka.hooks.answer import read_answer
@@ -80,11 +81,7 @@ _registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = w
 
 
 async def _open(conn_id: str) -> SharedClient:
-    conn = await BaseHook.aget_connection(conn_id)
-    # Airflow 3.3 added ``aextra_dejson``, which masks secrets in extra without a blocking call;
-    # on 3.2 the sync property is all there is.
-    aextra = getattr(conn, "aextra_dejson", None)
-    extra = await aextra() if aextra is not None else conn.extra_dejson
+    conn, extra = await compat.aget_connection_and_extra(conn_id)
     settings = TolokaConnectionSettings.from_connection(conn, extra=extra)
     client = httpx.AsyncClient(
         base_url=settings.api_url,

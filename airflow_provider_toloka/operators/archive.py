@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pendulum
 from airflow.configuration import conf
-from airflow.providers.common.compat.sdk import ResumableJobMixin
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
 
 from airflow_provider_toloka.archivable import (
     MIN_CHECK_INTERVAL,
@@ -50,7 +49,7 @@ from airflow_provider_toloka.validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 

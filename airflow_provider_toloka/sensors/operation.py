@@ -8,8 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import TolokaError
@@ -18,7 +17,7 @@ from airflow_provider_toloka.operation import OperationStatus, describe, operati
 from airflow_provider_toloka.validation import validate_id, validate_seconds
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 

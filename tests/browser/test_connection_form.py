@@ -59,13 +59,16 @@ def api_server(tmp_path_factory):
     port = free_port()
     log = (home / "api-server.log").open("w")
     server = subprocess.Popen(
-        [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        # One worker: Airflow 3.0 starts four by default, and on a busy machine uvicorn's supervisor
+        # restarts each one that takes longer than its health check to import Airflow, for ever.
+        [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    # A hang guard, not a timing claim: on a busy 2-core machine Airflow 3.0 takes minutes to start.
+    deadline = time.monotonic() + 600
     while True:
         try:
             urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2)

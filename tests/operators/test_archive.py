@@ -119,3 +119,21 @@ def test_the_id_and_the_connection_are_rendered_from_templates(
 
     assert [r.path for r in emu.requests if r.method == "POST"] == [path]
     assert operator.hook.toloka_conn_id == "toloka_other"
+
+
+def test_a_retried_task_waits_on_its_running_archive_on_every_airflow(emu):
+    """Below Airflow 3.3 ``ResumableJobMixin`` is common-compat's stand-in, which keeps no operation id
+    between tries: the retry asks Toloka again, and the hook finds the archive already running."""
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+
+    emu.operation_duration = 2
+    # The first try: Toloka accepted the archive, then the worker died.
+    first, _ = run(TolokaArchivePoolOperator(task_id="p", pool_id="10", wait_for_completion=False))
+
+    retry = TolokaArchivePoolOperator(task_id="p", pool_id="10", poll_interval=0.05)
+    result, pushed = run(retry)
+
+    assert retry.durable is AIRFLOW_V_3_3_PLUS  # the stand-in below 3.3, the real mixin from 3.3
+    assert result["id"] == first["id"] == pushed["operation_id"]
+    assert result["status"] == "SUCCESS"
+    assert len(emu.operations(type="POOL.ARCHIVE")) == 1

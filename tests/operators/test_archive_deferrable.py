@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import TolokaError, TolokaOperationFailed, TolokaOperationTimeout

@@ -206,7 +206,7 @@ def test_an_archive_that_ends_between_the_refusal_and_the_look_up_is_not_an_erro
 
 
 def test_a_deferrable_retry_defers_again_on_the_stored_operation(emu):
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.providers.common.compat.sdk import TaskDeferred
 
     emu.operation_duration = 30
     store = FakeTaskStateStore()

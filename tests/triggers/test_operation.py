@@ -9,9 +9,9 @@ import time
 
 import httpx
 import pytest
-from airflow.sdk import BaseHook
 from tenacity import BaseRetrying
 
+from airflow_provider_toloka import compat
 from airflow_provider_toloka.hooks.toloka import TolokaHook
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
@@ -137,7 +137,10 @@ async def test_a_missing_connection_is_an_error_event(emu):
 
 
 def test_serialize_round_trips_through_airflow_serde_and_holds_no_token(toloka_conn):
-    from airflow.sdk.serde import deserialize, serialize
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:  # Airflow 3.0 and 3.1 keep serde in core
+        from airflow.serialization.serde import deserialize, serialize
 
     trigger = TolokaOperationTrigger("op-1", poll_interval=5, end_time=1_900_000_000.5)
     classpath, kwargs = trigger.serialize()
@@ -170,13 +173,13 @@ def test_bad_arguments_are_refused_when_the_trigger_is_built(kwargs, message):
 
 async def test_triggers_in_one_loop_share_one_client_and_one_connection_read(emu, monkeypatch):
     reads = []
-    read = BaseHook.aget_connection
+    read = compat.aget_connection_and_extra
 
     async def counting_read(conn_id):
         reads.append(conn_id)
         return await read(conn_id)
 
-    monkeypatch.setattr(BaseHook, "aget_connection", counting_read)
+    monkeypatch.setattr(compat, "aget_connection_and_extra", counting_read)
     emu.operation_duration = 0.3
     ids = []
     for pool_id in ("11", "12", "13"):
