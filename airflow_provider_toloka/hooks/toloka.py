@@ -24,7 +24,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaOperationFailed,
     TolokaOperationTimeout,
 )
-from airflow_provider_toloka.hooks.answer import read_answer
+from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
@@ -45,9 +45,6 @@ if TYPE_CHECKING:
     from airflow_provider_toloka.throttle import Throttle
 
 ObjectKind = Literal["project", "pool", "training"]
-
-# Toloka documents a page size of at most 300; fewer, larger pages mean fewer requests.
-PAGE_LIMIT = 300
 
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
