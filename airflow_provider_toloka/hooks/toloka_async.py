@@ -181,12 +181,12 @@ class TolokaAsyncHook(BaseHook):
 
     @property
     def expired(self) -> bool:
-        """The shared client is older than ``MAX_AGE``: a long-lived user re-enters for a fresh connection read."""
+        """The shared client is older than ``MAX_AGE``: a long-lived user re-enters for a fresh one."""
         return self._shared is not None and self._shared.expired
 
     @staticmethod
     def is_transient(error: BaseException) -> bool:
-        """A fault worth trying again later (429, 5xx, dropped or timed-out connection), by ``retry``'s rules."""
+        """A fault worth trying again (429, 5xx, a dropped or timed-out connection), by ``retry``'s rules."""
         return is_retryable(error, (httpx.TransportError,))
 
     async def get_operation(self, operation_id: str) -> dict[str, Any]:
@@ -206,7 +206,9 @@ class TolokaAsyncHook(BaseHook):
             params["id_gt"] = validate_id("id_gt", id_gt)
         page = await self._get("/operations", params)
         if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-            raise TolokaError(f"Toloka answered GET /operations with {page!r:.200} where a page was expected.")
+            raise TolokaError(
+                f"Toloka answered GET /operations with {page!r:.200} where a page was expected."
+            )
         return page
 
     async def operation_with_log(self, operation: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class TolokaOperationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The reader lets go of the wait before the event leaves, whatever the consumer does with the generator.
+        # The reader forgets the wait before the event leaves, whatever the consumer does with the generator.
         event = await self._wait()
         yield TriggerEvent(event)
 

@@ -35,6 +35,7 @@ It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -174,7 +175,9 @@ class OperationReader:
         try:
             fresh = await self._open()
         except (ValueError, AirflowException) as error:
-            log.warning("Could not re-read connection %r, keeping the current client: %s", self.conn_id, error)
+            log.warning(
+                "Could not re-read connection %r, keeping the current client: %s", self.conn_id, error
+            )
             return hook
         await hook.__aexit__(None, None, None)
         return fresh
@@ -187,10 +190,8 @@ class OperationReader:
                 break
             self._wake_at = wake
             self._changed.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wake - now)
-            except asyncio.TimeoutError:
-                pass
         self._wake_at = -math.inf
 
     def _next_wake(self) -> float:
@@ -246,13 +247,13 @@ class OperationReader:
 
     def _listings(self) -> list[str | None]:
         """The types to list; ``None`` (every type) while some waited operation was never read."""
-        types = set()
+        types: set[str | None] = set()
         for operation_id in self._by_id:
             op_type = self._types.get(operation_id)
             if op_type is None:
                 return [None]
             types.add(op_type)
-        return sorted(types)
+        return sorted(types, key=str)
 
     def _sweep_cost(self) -> int:
         return sum(self._pages.get((op_type, status), 1) for op_type in self._listings() for status in ACTIVE)
@@ -265,7 +266,9 @@ class OperationReader:
                 id_gt: str | None = None
                 pages = 0
                 while True:
-                    page = await hook.list_operations(status=status.value, sort="id", type=op_type, id_gt=id_gt)
+                    page = await hook.list_operations(
+                        status=status.value, sort="id", type=op_type, id_gt=id_gt
+                    )
                     pages += 1
                     items = [item for item in page["items"] if isinstance(item, dict)]
                     for item in items:
@@ -303,7 +306,9 @@ class OperationReader:
         rest: set[str] = set()
         for op_type, ids in by_type.items():
             if op_type is not None and len(ids) > 1:  # one page may save several reads
-                page = await hook.list_operations(status=OperationStatus.SUCCESS.value, sort="-submitted", type=op_type)
+                page = await hook.list_operations(
+                    status=OperationStatus.SUCCESS.value, sort="-submitted", type=op_type
+                )
                 for item in page["items"]:
                     if isinstance(item, dict) and item.get("id") in ids and item.get("status") == "SUCCESS":
                         self._saw(item["id"], item, now)
@@ -323,7 +328,7 @@ class OperationReader:
 
         results = await asyncio.gather(*(read(operation_id) for operation_id in ids), return_exceptions=True)
         transient: BaseException | None = None
-        for operation_id, result in zip(ids, results):
+        for operation_id, result in zip(ids, results, strict=True):
             if isinstance(result, TolokaError) and not hook.is_transient(result):
                 self._end(operation_id, "error", str(result))  # a refusal: this wait ends, the others go on
             elif isinstance(result, BaseException):

@@ -222,7 +222,9 @@ def test_a_redirect_to_another_host_is_not_followed_and_the_token_stays(
 
 
 @pytest.mark.parametrize("status", [302, 307])
-async def test_the_trigger_does_not_follow_a_redirect_either(scripted_server, other_server, monkeypatch, status):
+async def test_the_trigger_does_not_follow_a_redirect_either(
+    scripted_server, other_server, monkeypatch, status
+):
     """The triggerer reads over httpx, not requests: its refusal to follow needs its own proof."""
     from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
