@@ -60,6 +60,7 @@ ACTIVE = (OperationStatus.PENDING, OperationStatus.RUNNING)
 _RANK = {OperationStatus.PENDING: 0, OperationStatus.RUNNING: 1}
 # Triggers due this soon are read with the current round rather than in a round of their own.
 SLACK = 0.25
+YIELD_EVERY = 500
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,9 @@ class OperationReader:
                     id_gt = str(items[-1]["id"])
                 self._pages[(op_type, status)] = pages
         ended = []
-        for operation_id in waited:
+        for count, operation_id in enumerate(waited, 1):
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands of waits: let the loop's other work in now and then
             operation = listed.get(operation_id)
             if operation is not None and self._plausible(operation_id, operation):
                 self._saw(operation_id, operation, now)
