@@ -74,7 +74,13 @@ class TolokaOperationTrigger(BaseTrigger):
     async def _wait(self) -> OperationEvent:
         reader = shared_reader(self.toloka_conn_id)
         waiter = reader.add(self.operation_id, self.poll_interval, self.end_time)
-        last_line = ""
+        self.log.info(
+            "Waiting for operation %s through the triggerer's shared reader of connection %r (%d waits)",
+            self.operation_id,
+            self.toloka_conn_id,
+            reader.waiting,
+        )
+        last_line, in_outage = "", False
         try:
             while waiter.outcome is None:
                 await waiter.news.wait()
@@ -83,6 +89,14 @@ class TolokaOperationTrigger(BaseTrigger):
                 if line != last_line:  # thousands of waiting triggers: log changes, not every poll
                     self.log.info("%s", line)
                     last_line = line
+                if reader.outage.active != in_outage:  # once when an outage starts, once when it ends
+                    in_outage = reader.outage.active
+                    self.log.warning(
+                        "Toloka cannot be read (%s); still waiting, until the deadline"
+                        if in_outage
+                        else "Toloka answers again (last fault: %s)",
+                        reader.outage.last_fault,
+                    )
         finally:
             # Cancelled (task cleared, triggerer stopping) or done: the reader forgets this wait at once.
             reader.remove(waiter)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -111,8 +112,13 @@ class OperationReader:
         self._wake_at = -math.inf  # while a round runs, a new trigger need not wake the reader
         self._retry_at = 0.0
         self._list_refused = False
-        self.outage = Outage("the operations its triggers wait on", log)
-        self._task = asyncio.ensure_future(self._run())
+        self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
+        self.served = 0
+        self.list_reads = 0
+        self.single_reads = 0
+        # A fresh context: Airflow's triggerer routes a log line to the task whose trigger_id is in the
+        # context, and the reader, serving every trigger, belongs to none (its lines go to the triggerer's).
+        self._task = contextvars.Context().run(asyncio.ensure_future, self._run())
 
     # --- what triggers call -----------------------------------------------------------------------
 
@@ -121,6 +127,7 @@ class OperationReader:
         waiter = Waiter(operation_id, poll_interval, end_time, delays, due=time.time() + next(delays))
         self._waiters.add(waiter)
         self._by_id[operation_id].add(waiter)
+        self.served += 1
         if self._due(waiter) < self._wake_at:
             self._changed.set()
         return waiter
@@ -160,6 +167,14 @@ class OperationReader:
             self._fail_all(f"The shared reader of Toloka operations stopped: {error!r}")
         finally:
             self._retire()
+            log.info(
+                "Shared reader of Toloka operations for connection %r closed: %d waits served with %d list "
+                "pages and %d single reads",
+                self.conn_id,
+                self.served,
+                self.list_reads,
+                self.single_reads,
+            )
             if hook is not None:
                 await hook.__aexit__(None, None, None)
 
@@ -222,10 +237,15 @@ class OperationReader:
             intervals = [waiter.poll_interval for waiter in self._waiters] or [DEFAULT_RETRY_MIN_WAIT]
             self.outage.max_wait = min(intervals)
             self.outage.min_wait = min(DEFAULT_RETRY_MIN_WAIT, self.outage.max_wait)
+            starting = not self.outage.active
             self._retry_at = time.time() + self.outage.failed(error)
             self._expire(time.time())
+            if starting:
+                self._tell_all()
             return
-        self.outage.recovered()
+        if self.outage.active:
+            self.outage.recovered()
+            self._tell_all()
         if swept or group_due:
             intervals = [waiter.poll_interval for waiter in self._waiters if waiter.graduated]
             self._group_due = now + min(intervals) if intervals else None
@@ -271,6 +291,7 @@ class OperationReader:
                         status=status.value, sort="id", type=op_type, id_gt=id_gt
                     )
                     pages += 1
+                    self.list_reads += 1
                     items = [item for item in page["items"] if isinstance(item, dict)]
                     for item in items:
                         if item.get("id") in waited and item.get("status") == status.value:
@@ -312,6 +333,7 @@ class OperationReader:
                 page = await hook.list_operations(
                     status=OperationStatus.SUCCESS.value, sort="-submitted", type=op_type
                 )
+                self.list_reads += 1
                 for item in page["items"]:
                     if isinstance(item, dict) and item.get("id") in ids and item.get("status") == "SUCCESS":
                         self._saw(item["id"], item, now)
@@ -324,6 +346,7 @@ class OperationReader:
         ids = list(operation_ids)
 
         async def read(operation_id: str) -> dict[str, Any]:
+            self.single_reads += 1
             operation = await hook.get_operation(operation_id)
             if operation_status(operation) is OperationStatus.FAIL:
                 operation = await hook.operation_with_log(operation)
@@ -376,6 +399,11 @@ class OperationReader:
         """Time out the waits whose deadline passed while Toloka could not be read."""
         for waiter in [waiter for waiter in self._waiters if waiter.deadline <= now]:
             self._resolve(waiter, Outcome("timeout", waiter.seen, self.outage.describe()))
+
+    def _tell_all(self) -> None:
+        """Wake every trigger to log the start or the end of an outage in its own task's log."""
+        for waiter in self._waiters:
+            waiter.news.set()
 
     def _fail_all(self, message: str) -> None:
         for waiter in list(self._waiters):

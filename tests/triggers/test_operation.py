@@ -224,7 +224,7 @@ async def test_polls_leave_nothing_for_the_cyclic_garbage_collector(emu):
     """Garbage in reference cycles waits for Python's full collection, which walks every object in the
     triggerer and stalls all its triggers (~200 ms at 1000 triggers in ``benchmarks/bench_trigger.py``).
     httpx responses and tenacity's retry state form such cycles unless the async hook breaks them."""
-    emu.operation_duration = 0.3
+    emu.operation_duration = 1.0  # several polls, even on a loaded machine
     gc.collect()  # slow in a large test process: before the operation starts, so it is still polled
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
