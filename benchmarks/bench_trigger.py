@@ -49,6 +49,7 @@ from typing import Any
 TICK = 0.05
 POOL_BASE = 100_000
 MODES = ("naive", "shared")
+RESULT = "result: "  # the child's result line; Airflow's logging may print other lines to stdout
 
 # --- child: one run ---------------------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ def child(args: argparse.Namespace) -> None:
     # first trigger; so does this run, with a wait that ends in a 404.
     asyncio.run(anext(TolokaOperationTrigger("warm-up").run()))
     print("ready", flush=True)
-    print(json.dumps(_child(args.child, args.poll_interval)), flush=True)
+    print(RESULT + json.dumps(_child(args.child, args.poll_interval)), flush=True)
 
 
 # --- parent: emulator, submissions, table -----------------------------------------------------------
@@ -245,11 +246,13 @@ def run_one(mode: str, pool_ids: list[str], args: argparse.Namespace, api_url: s
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
+    if not any(line.strip() == "ready" for line in proc.stdout):
         raise RuntimeError(f"{mode} child did not start")
     submit(api_url, json.loads(conn)["password"], pool_ids, proc.stdin)
-    result = json.loads(proc.stdout.readline())
+    result = next((json.loads(line[len(RESULT) :]) for line in proc.stdout if line.startswith(RESULT)), None)
     proc.wait()
+    if result is None:
+        raise RuntimeError(f"{mode} child ended without a result (exit code {proc.returncode})")
     return result
 
 
@@ -303,7 +306,7 @@ def main() -> None:
             pool_ids = [str(next_pool + i) for i in range(n)]
             next_pool += n
             rows.append(run_one(mode, pool_ids, args, api_url, conn))
-            print(f"  done: {mode} N={n}", file=sys.stderr, flush=True)
+            print(f"  done: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     finally:
         emulator.terminate()
         emulator.wait()
