@@ -175,6 +175,10 @@ def test_deferrable_tasks_ran_their_wait_in_the_triggerer(
             f"is slower than OPERATION_SECONDS={OPERATION_SECONDS} allows for: {list(logs)}"
         )
         assert any(".log.trigger." in name for name in logs), f"{task_id}: no triggerer log in {list(logs)}"
+        # The wait went through the triggerer's one shared reader (docs/deferrable.md, How much it costs).
+        assert any("through the triggerer's shared reader" in text for text in logs.values()), task_id
+    triggerer = (deployment.home / "components" / "triggerer.log").read_text(errors="replace")
+    assert "Shared reader of Toloka operations for connection 'toloka_default' closed" in triggerer
 
 
 def test_token_is_in_no_log_file(deployment: AirflowStack, runs: dict[str, dict[str, Any]]) -> None:
