@@ -20,7 +20,8 @@ right after submitting). The child counts every request it sends to Toloka and r
 - requests a second while they end: from the first operation's end to the last event;
 - event delay: from an operation's ``finished`` time to its event (p50 / p95 / max);
 - event-loop lag: how late a 50 ms ticker wakes (p99 / max);
-- added memory: peak RSS above the child's RSS before the first wait, per wait.
+- added memory: peak RSS above the child's RSS before the first wait, per wait;
+- how long submitting took and the machine's load average, since both move every other figure.
 
     python benchmarks/bench_trigger.py                       # N = 1000 and 5000, ~2 minutes per row
     python benchmarks/bench_trigger.py --sizes 200 --duration 20 --spread 10   # a quick look
@@ -135,6 +136,7 @@ def _child(mode: str, poll_interval: float) -> dict:
         base_rss = _rss_mb()
         tick = asyncio.create_task(ticker())
         waiters = []
+        first_start = time.time()
         while (line := (await ids.readline()).decode().strip()) != "end":
             waiters.append(asyncio.create_task(one(line)))  # as a task defers right after submitting
         last_start = time.time()
@@ -145,6 +147,7 @@ def _child(mode: str, poll_interval: float) -> dict:
         delays = sorted(at - _finished_at(op) for at, op in done if op and op.get("finished"))
         last_event = max(at for at, _ in done)
         quiet_from, first_end = last_start + 2 * poll_interval, ended[0]
+        quiet = first_end - quiet_from  # none when submitting took longer than the shortest operation
         lags.sort()
         return {
             "mode": mode,
@@ -152,8 +155,10 @@ def _child(mode: str, poll_interval: float) -> dict:
             "delivered": sum(1 for _, op in done if op and op.get("status") == "SUCCESS"),
             "rss_added_mb": _peak_rss_mb() - base_rss,
             "requests": len(sent),
-            "quiet_rps": sum(quiet_from <= t < first_end for t in sent) / max(first_end - quiet_from, 1e-9),
-            "quiet_window": first_end - quiet_from,
+            "quiet_rps": sum(quiet_from <= t < first_end for t in sent) / quiet if quiet > 0 else None,
+            "quiet_window": quiet,
+            "submit_s": last_start - first_start,
+            "load": os.getloadavg()[0],
             "ending_rps": sum(first_end <= t <= last_event for t in sent) / max(last_event - first_end, 1e-9),
             "delay_p50": statistics.median(delays),
             "delay_p95": _percentile(delays, 0.95),
@@ -259,18 +264,25 @@ def run_one(mode: str, pool_ids: list[str], args: argparse.Namespace, api_url: s
 def print_table(rows: list[dict]) -> None:
     header = (
         f"{'mode':<7} {'N':>5} {'delivered':>10} {'req/s quiet':>11} {'req/s ending':>12} {'requests':>8} "
-        f"{'event delay p50/p95/max s':>26} {'loop lag p99/max ms':>20} {'RSS+ MB':>8} {'KB/wait':>7}"
+        f"{'event delay p50/p95/max s':>26} {'loop lag p99/max ms':>20} {'RSS+ MB':>8} {'KB/wait':>7} "
+        f"{'submit s':>8} {'load':>5}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         delay = f"{r['delay_p50']:.1f} / {r['delay_p95']:.1f} / {r['delay_max']:.1f}"
         lag = f"{r['lag_p99_ms']:.0f} / {r['lag_max_ms']:.0f}"
+        quiet = "-" if r["quiet_rps"] is None else f"{r['quiet_rps']:.2f}"
         print(
-            f"{r['mode']:<7} {r['n']:>5} {r['delivered']:>5}/{r['n']:<4} {r['quiet_rps']:>11.2f} "
+            f"{r['mode']:<7} {r['n']:>5} {r['delivered']:>5}/{r['n']:<4} {quiet:>11} "
             f"{r['ending_rps']:>12.1f} {r['requests']:>8} {delay:>26} {lag:>20} "
-            f"{r['rss_added_mb']:>8.1f} {r['rss_added_mb'] * 1024 / r['n']:>7.1f}"
+            f"{r['rss_added_mb']:>8.1f} {r['rss_added_mb'] * 1024 / r['n']:>7.1f} "
+            f"{r['submit_s']:>8.1f} {r['load']:>5.1f}"
         )
+    print(
+        "\nreq/s quiet: from 2 x poll_interval after the last wait started to the first end ('-': submitting "
+        "took longer than that); submit s: seconds from the first wait to the last; load: 1-min load average"
+    )
 
 
 def main() -> None:
