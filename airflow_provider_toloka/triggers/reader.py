@@ -61,7 +61,10 @@ ACTIVE = (OperationStatus.PENDING, OperationStatus.RUNNING)
 _RANK = {OperationStatus.PENDING: 0, OperationStatus.RUNNING: 1}
 # Triggers due this soon are read with the current round rather than in a round of their own.
 SLACK = 0.25
-YIELD_EVERY = 500
+# Each operation read wakes its triggers, and a trigger that ends runs its event out: done for thousands in
+# one go, that stalled the loop for seconds in benchmarks/bench_trigger.py. So the reader lets the loop run
+# every YIELD_EVERY operations it applies.
+YIELD_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,7 @@ class OperationReader:
         ended = []
         for count, operation_id in enumerate(waited, 1):
             if count % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # thousands of waits: let the loop's other work in now and then
+                await asyncio.sleep(0)
             operation = listed.get(operation_id)
             if operation is not None and self._plausible(operation_id, operation):
                 self._saw(operation_id, operation, now)
@@ -354,7 +357,9 @@ class OperationReader:
 
         results = await asyncio.gather(*(read(operation_id) for operation_id in ids), return_exceptions=True)
         transient: BaseException | None = None
-        for operation_id, result in zip(ids, results, strict=True):
+        for count, (operation_id, result) in enumerate(zip(ids, results, strict=True), 1):
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             if isinstance(result, TolokaError) and not hook.is_transient(result):
                 self._end(operation_id, "error", str(result))  # a refusal: this wait ends, the others go on
             elif isinstance(result, BaseException):
