@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds an operation takes, long enough to watch it run (default: 2.0)",
     )
     parser.add_argument(
+        "--operation-duration-spread",
+        type=float,
+        default=0.0,
+        help="each operation lasts up to this many seconds longer, at random (default: 0)",
+    )
+    parser.add_argument(
         "--rate-limit", type=float, help="requests per second before 429 (default: unlimited)"
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
@@ -37,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         host=args.host,
     )
+    emulator.operation_duration_spread = args.operation_duration_spread
     emulator.rate_limit = args.rate_limit
     emulator.latency = args.latency
     stopping = threading.Event()

@@ -298,6 +298,18 @@ class TolokaEmulator:
             raise ValueError(f"operation_duration must be 0 or more seconds, got {seconds}")
         self._state.operation_duration = seconds
 
+    @property
+    def operation_duration_spread(self) -> float:
+        """Each operation submitted from now on lasts ``operation_duration`` plus up to this many seconds more
+        (uniformly at random), so many operations end over a spell rather than together. Default 0."""
+        return self._state.operation_duration_spread
+
+    @operation_duration_spread.setter
+    def operation_duration_spread(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"operation_duration_spread must be 0 or more seconds, got {seconds}")
+        self._state.operation_duration_spread = seconds
+
     # --- trouble ----------------------------------------------------------------------------------
 
     def fail_next(self, kind: str, object_id: str, details: dict[str, Any] | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+import random
 import threading
 import time
 import uuid
@@ -42,6 +43,9 @@ class EmulatorState:
 
     def __init__(self, operation_duration: float = 0.2, clock: Callable[[], float] = time.time) -> None:
         self.operation_duration = operation_duration
+        # Each operation lasts operation_duration plus a random share of this: many operations that do not
+        # all end together, as in a real account (benchmarks/bench_trigger.py).
+        self.operation_duration_spread = 0.0
         self._clock = clock
         # Added to the clock by ``advance_clock``: lets a test live through days (a rejection window,
         # idle pools) in no time. Operations, rules and timestamps all read ``now()``.
@@ -215,9 +219,8 @@ class EmulatorState:
     def _submit(
         self, op_type: str, kind: str, object_id: str, now: float, doom: dict[str, Any] | None
     ) -> dict[str, Any]:
-        op = Operation(
-            str(uuid.uuid4()), op_type, kind, object_id, now, self.operation_duration, next(self._seq), doom
-        )
+        duration = self.operation_duration + random.uniform(0, self.operation_duration_spread)
+        op = Operation(str(uuid.uuid4()), op_type, kind, object_id, now, duration, next(self._seq), doom)
         self._operations[op.id] = op
         self._running[(kind, object_id)] = op.id
         heapq.heappush(self._unfinished, (op.finishes_at, op.seq, op.id))

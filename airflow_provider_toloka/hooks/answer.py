@@ -12,6 +12,9 @@ from typing import Any
 
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
 
+# Toloka documents a page size (``limit``) of at most 300; fewer, larger pages mean fewer requests.
+PAGE_LIMIT = 300
+
 
 def read_answer(
     method: str,

@@ -25,7 +25,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaOperationFailed,
     TolokaOperationTimeout,
 )
-from airflow_provider_toloka.hooks.answer import read_answer
+from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 ObjectKind = Literal["project", "pool", "training"]
 
-# Toloka documents a page size of at most 300; fewer, larger pages mean fewer requests.
-PAGE_LIMIT = 300
 PROJECT_STATUSES = ("ACTIVE", "ARCHIVED")
 
 _TRANSIENT_ERRORS = (

@@ -38,11 +38,12 @@ from tenacity import AsyncRetrying
 from airflow_provider_toloka import compat
 from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import TolokaError
-from airflow_provider_toloka.hooks.answer import read_answer
+from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
     DEFAULT_RETRY_MIN_WAIT,
+    is_retryable,
     release,
     retry_policy,
 )
@@ -63,9 +64,9 @@ class SharedClient:
     # in O(1) per wake-up, keeps its queue no longer than the pool.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
 
-    async def get(self, path: str) -> httpx.Response:
+    async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         async with self.slots:
-            response = await self.client.get(path)
+            response = await self.client.get(path, params=params)
         # httpx binds each response to its stream in a reference cycle. Broken here (the body is read), a
         # poll's response is freed at once, not left for the cyclic collector (see ``retry.release``).
         response.stream = httpx.ByteStream(b"")
@@ -136,6 +137,9 @@ class TolokaAsyncHook(BaseHook):
     :param toloka_conn_id: Airflow connection of type ``toloka``.
     :param retry_min_wait: first back-off delay in seconds after a transient fault.
     :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
+    :param max_retries: retries after a transient fault; ``None`` takes the connection's ``max_retries``.
+        ``0`` sends each request once and raises its fault as is, for a caller that rides out faults
+        itself (the shared reader of ``triggers.reader``).
     """
 
     def __init__(
@@ -144,11 +148,13 @@ class TolokaAsyncHook(BaseHook):
         *,
         retry_min_wait: float = DEFAULT_RETRY_MIN_WAIT,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
+        max_retries: int | None = None,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
+        self.max_retries = max_retries
         self._borrowed: AbstractAsyncContextManager[SharedClient] | None = None
         self._shared: SharedClient | None = None
 
@@ -170,8 +176,37 @@ class TolokaAsyncHook(BaseHook):
             raise RuntimeError("use TolokaAsyncHook as `async with TolokaAsyncHook(conn_id) as hook`")
         return self._shared.settings
 
+    @property
+    def expired(self) -> bool:
+        """The shared client is older than ``MAX_AGE``: a long-lived user re-enters for a fresh one."""
+        return self._shared is not None and self._shared.expired
+
+    @staticmethod
+    def is_transient(error: BaseException) -> bool:
+        """A fault worth trying again (429, 5xx, a dropped or timed-out connection), by ``retry``'s rules."""
+        return is_retryable(error, (httpx.TransportError,))
+
     async def get_operation(self, operation_id: str) -> dict[str, Any]:
         return await self._get(f"/operations/{validate_id('operation_id', operation_id)}")
+
+    async def list_operations(
+        self, *, status: str, sort: str, type: str | None = None, id_gt: str | None = None
+    ) -> dict[str, Any]:
+        """One page of ``GET /operations`` (up to ``PAGE_LIMIT``): ``{"items": [...], "has_more": bool}``.
+
+        Toloka pages with ``sort=id`` and ``id_gt=<last id>``; ``type`` left out lists every type.
+        """
+        params = {"status": status, "sort": sort, "limit": str(PAGE_LIMIT)}
+        if type is not None:
+            params["type"] = type
+        if id_gt is not None:
+            params["id_gt"] = validate_id("id_gt", id_gt)
+        page = await self._get("/operations", params)
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise TolokaError(
+                f"Toloka answered GET /operations with {page!r:.200} where a page was expected."
+            )
+        return page
 
     async def operation_with_log(self, operation: dict[str, Any]) -> dict[str, Any]:
         """The FAIL operation with Toloka's log of it attached; one try, as the failure is known anyway."""
@@ -181,8 +216,10 @@ class TolokaAsyncHook(BaseHook):
             return operation
         return {**operation, "log": log} if log else operation
 
-    async def _get(self, path: str) -> Any:
-        max_retries = self.settings.max_retries
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        max_retries = self.max_retries if self.max_retries is not None else self.settings.max_retries
+        if max_retries == 0:
+            return await self._send(path, params)
         retrying = AsyncRetrying(
             **retry_policy(
                 method="GET",
@@ -195,13 +232,13 @@ class TolokaAsyncHook(BaseHook):
             )
         )
         try:
-            return await retrying(self._send, path)
+            return await retrying(self._send, path, params)
         finally:
             release(retrying)
 
-    async def _send(self, path: str) -> Any:
+    async def _send(self, path: str, params: dict[str, str] | None = None) -> Any:
         assert self._shared is not None
-        response = await self._shared.get(path)
+        response = await self._shared.get(path, params)
         return read_answer(
             "GET",
             path,

@@ -7,6 +7,7 @@ checks one thing a user would notice. Run alone with ``./dev test -m deployment`
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,6 +208,25 @@ def test_deferrable_tasks_ran_their_wait_in_the_triggerer(
             f"is slower than OPERATION_SECONDS={OPERATION_SECONDS} allows for: {list(logs)}"
         )
         assert any(".log.trigger." in name for name in logs), f"{task_id}: no triggerer log in {list(logs)}"
+
+
+def test_deferred_waits_went_through_the_shared_reader(
+    deployment: AirflowStack, runs: dict[str, dict[str, Any]]
+) -> None:
+    """Each deferred wait registered with the triggerer's one reader (docs/deferrable.md, How much it costs),
+    and the readers, closing with their last wait, account for every one of them."""
+    trigger_logs = {
+        name: text
+        for task_id in DEFERRING_TASKS
+        for name, text in task_logs(deployment, "example_toloka_deferrable", task_id).items()
+        if ".log.trigger." in name
+    }
+    assert trigger_logs, "no task deferred"
+    for name, text in trigger_logs.items():
+        assert "through the triggerer's shared reader of connection 'toloka_default'" in text, name
+    triggerer = (deployment.home / "components" / "triggerer.log").read_text(errors="replace")
+    served = re.findall(r"connection 'toloka_default' closed: (\d+) waits served", triggerer)
+    assert sum(map(int, served)) >= len(trigger_logs)
 
 
 def test_token_is_in_no_log_file(deployment: AirflowStack, runs: dict[str, dict[str, Any]]) -> None:

@@ -225,6 +225,26 @@ def test_a_redirect_to_another_host_is_not_followed_and_the_token_stays(
     assert "scripted-secret-token" not in str(err.value)
 
 
+@pytest.mark.parametrize("status", [302, 307])
+async def test_the_trigger_does_not_follow_a_redirect_either(
+    scripted_server, other_server, monkeypatch, status
+):
+    """The triggerer reads over httpx, not requests: its refusal to follow needs its own proof."""
+    from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", scripted_server.conn_json())
+    scripted_server.set_answer(status, "", Location=f"{other_server.url}/api/v1/operations/op-1")
+
+    [event] = [e.payload async for e in TolokaOperationTrigger("op-1", poll_interval=0.05).run()]
+
+    assert event["status"] == "error"
+    assert f"HTTP {status} redirecting to '{other_server.url}/api/v1/operations/op-1'" in event["message"]
+    assert "not followed" in event["message"]
+    assert other_server.received == []
+    assert [(m, p) for m, p, _ in scripted_server.received] == [("GET", "/api/v1/operations/op-1")]
+    assert "scripted-secret-token" not in json.dumps(event)
+
+
 def test_requests_go_only_to_the_configured_host(scripted_server, other_server, scripted_hook):
     scripted_server.set_answer(200, {"id": "op-1", "status": "SUCCESS"})
     scripted_hook.wait_for_operation("op-1")
