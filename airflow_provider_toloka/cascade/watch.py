@@ -89,11 +89,11 @@ class OperationWatcher:
         except Exception as error:
             if not self.hook.is_transient(error):
                 raise
-            pause = self._outage.fault(error)
+            pause = self._outage.failed(error)
             with self._lock:
                 self._due = time.monotonic() + pause
             return
-        self._outage.over()
+        self._outage.recovered()
         with self._lock:
             for operation in finished:
                 waiter = self._waiters.pop(operation["id"])

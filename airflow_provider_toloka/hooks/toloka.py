@@ -340,15 +340,17 @@ class TolokaHook(BaseHook):
             f"operation {operation_id}", self.log, min_wait=self.retry_min_wait, max_wait=poll_interval
         )
         operation: dict[str, Any] = {"id": operation_id, "status": "unknown (Toloka did not answer)"}
+        fault: BaseException | None = None  # the last transient fault, while an outage lasts
         while True:
             try:
                 operation = self.get_operation(operation_id, retry=False)
             except Exception as error:
                 if not self.is_transient(error):
                     raise
-                delay = outage.fault(error)
+                fault, delay = error, outage.failed(error)
             else:
-                outage.over()
+                fault = None
+                outage.recovered()
                 status = operation_status(operation)
                 if status is OperationStatus.SUCCESS:
                     self.log.info("%s", describe(operation))
@@ -360,7 +362,7 @@ class TolokaHook(BaseHook):
             if deadline is not None:
                 remaining = (deadline - pendulum.now("UTC")).total_seconds()
                 if remaining <= 0:
-                    raise TolokaOperationTimeout(operation, timeout or 0) from outage.last_error
+                    raise TolokaOperationTimeout(operation, timeout or 0) from fault
                 delay = min(delay, remaining)
             time.sleep(delay)
 

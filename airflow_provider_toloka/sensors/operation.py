@@ -92,9 +92,9 @@ class TolokaOperationSensor(BaseSensorOperator):
         try:
             operation = self.hook.get_operation(operation_id)
         except TolokaRetriesExhausted as error:
-            self._outage.fault(error)
+            self._outage.failed(error)
             return False
-        self._outage.over()
+        self._outage.recovered()
         self._persist_link(context, operation)
         status = operation_status(operation)
         if status is OperationStatus.FAIL:

@@ -283,8 +283,8 @@ def test_watcher_rides_out_reads_failing_past_the_budget(
     failed = [r for r in emu.requests if r.method == "GET" and "/operations" in r.path and r.status != 200]
     assert len(failed) == outage_reads
     output = capfd.readouterr().out
-    assert output.count("Toloka is unavailable while waiting on the running operations") == 1
-    assert output.count("Toloka is available again while waiting on the running operations") == 1
+    assert output.count("Toloka cannot be read for the running operations") == 1
+    assert output.count("Toloka answers again for the running operations") == 1
 
 
 # -- 5. the last step, the project's own archive, fails past the budget -----------------------------

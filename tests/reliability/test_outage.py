@@ -23,8 +23,8 @@ from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
 
 MAX_RETRIES = 1
 OUTAGE_READS = 20  # consecutive failed reads: ten times the budget of one request
-BEGAN = "Toloka is unavailable while waiting on operation"
-ENDED = "Toloka is available again while waiting on operation"
+BEGAN = "Toloka cannot be read for operation"
+ENDED = "Toloka answers again for operation"
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_sync_archive_rides_out_an_outage_past_the_retry_budget(emu, capfd, faul
     # Once when it begins and once when it ends, not a line per failed read.
     assert output.count(BEGAN) == 1
     assert output.count(ENDED) == 1
-    assert f"{OUTAGE_READS} failed read(s)" in output
+    assert f"{OUTAGE_READS} failed attempts" in output
 
 
 def test_429_during_the_wait_is_waited_out_past_the_budget(emu):
