@@ -196,4 +196,5 @@ def test_polls_failing_past_the_retry_budget_are_waited_out(emu, fault_name):
     assert outcome.error is None, f"the task failed: {outcome.error}"
     assert outcome.status_after == "ARCHIVED"
     assert outcome.archive_operations == 1
-    assert sum(outcome.faulted_requests.values()) == MAX_RETRIES + 1
+    if FAULTS[fault_name][0]["kind"] != "slow":  # a read time-out is answered 200, too late for the client
+        assert sum(outcome.faulted_requests.values()) == MAX_RETRIES + 1
