@@ -8,6 +8,11 @@ is read on its own, so correctness never depends on the page.
 
 Against a limit of 100 requests a second this matters: polling each of 1000 operations at least
 once costs 1000 requests, 10 s of the budget; reading them by page costs a few dozen.
+
+A Toloka outage does not wake anyone: the operations keep running in Toloka, so a poll whose read
+fails with a transient fault (429, 5xx, dropped connection, time-out) leaves every worker waiting and
+tries again later, backing off towards ``max_interval``; the outage is logged when it begins and when
+it ends. Only a refusal (any other 4xx) ends the waits, through ``abort``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_toloka.operation import is_terminal
+from airflow_provider_toloka.outage import Outage
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -47,6 +53,9 @@ class OperationWatcher:
         self._due = 0.0
         self._lock = threading.Lock()
         self._waiters: dict[str, _Waiter] = {}
+        self._outage = Outage(
+            "the running operations", hook.log, min_wait=self.min_interval, max_wait=self.max_interval
+        )
 
     def wait(self, operation: dict[str, Any]) -> dict[str, Any]:
         """Block the calling worker until ``poll()`` sees the operation finished; return it."""
@@ -67,12 +76,24 @@ class OperationWatcher:
             return max(0.0, self._due - time.monotonic())
 
     def poll(self) -> None:
-        """Read the operations being waited on, if a poll is due; wake the workers of finished ones."""
+        """Read the operations being waited on, if a poll is due; wake the workers of finished ones.
+
+        Raises only what is not worth trying again (a refusal); a transient fault is waited out.
+        """
         with self._lock:
             if not self._waiters or time.monotonic() < self._due:
                 return
             waiting = dict(self._waiters)
-        finished = self._read(waiting)
+        try:
+            finished = self._read(waiting)
+        except Exception as error:
+            if not self.hook.is_transient(error):
+                raise
+            pause = self._outage.failed(error)
+            with self._lock:
+                self._due = time.monotonic() + pause
+            return
+        self._outage.recovered()
         with self._lock:
             for operation in finished:
                 waiter = self._waiters.pop(operation["id"])
@@ -95,9 +116,10 @@ class OperationWatcher:
             by_type[str(waiter.operation.get("type"))].add(operation_id)
         finished = []
         for op_type, ids in by_type.items():
-            seen = {op["id"]: op for op in self.hook.recent_operations(op_type) if op.get("id") in ids}
+            page = self.hook.recent_operations(op_type, retry=False)
+            seen = {op["id"]: op for op in page if op.get("id") in ids}
             for operation_id in ids:
-                operation = seen.get(operation_id) or self.hook.get_operation(operation_id)
+                operation = seen.get(operation_id) or self.hook.get_operation(operation_id, retry=False)
                 if is_terminal(operation):
                     finished.append(operation)
         return finished

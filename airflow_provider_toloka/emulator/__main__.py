@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> None:
         "--rate-limit", type=float, help="requests per second before 429 (default: unlimited)"
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=60.0,
+        help="on SIGUSR1, stop listening for this long (connections refused), then serve again on the same "
+        "port with the same objects and operations: a Toloka outage for fault tests (default: 60)",
+    )
     args = parser.parse_args(argv)
 
     emulator = TolokaEmulator(
@@ -47,12 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     emulator.rate_limit = args.rate_limit
     emulator.latency = args.latency
     stopping = threading.Event()
+    outage = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
+    def request_outage(signum: int, frame: FrameType | None) -> None:
+        outage.set()
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGUSR1, request_outage)
     with emulator:
         print(
             f"Toloka emulator serving {emulator.url}/api/v1 (token {emulator.token!r}); Ctrl-C stops it",
@@ -62,7 +74,15 @@ def main(argv: list[str] | None = None) -> None:
         # Wait in slices: the kernel may hand SIGTERM to the server's thread, and Python runs the handler only
         # when the main thread next executes bytecode, which a bare wait() would postpone forever.
         while not stopping.wait(0.2):
-            pass
+            if outage.is_set():
+                outage.clear()
+                # The state lives in this process, so an outage keeps it, unlike a restart of the process.
+                emulator.stop()
+                print(f"Outage: not listening for {args.outage_seconds:g} s", flush=True)
+                if stopping.wait(args.outage_seconds):
+                    break
+                emulator.start()
+                print("Outage over: serving again", flush=True)
     print("Toloka emulator stopped", flush=True)
 
 

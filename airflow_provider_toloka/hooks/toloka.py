@@ -27,10 +27,12 @@ from airflow_provider_toloka.exceptions import (
 )
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
+from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
     DEFAULT_RETRY_MIN_WAIT,
+    is_retryable,
     parse_retry_after,
     release,
     retry_policy,
@@ -147,8 +149,20 @@ class TolokaHook(BaseHook):
 
     # -- wire ---------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> Any:
-        """Send one request, retrying transient faults; return the JSON body, or ``None`` on 204."""
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether a failed request may well succeed if sent again: 429, 5xx, dropped or timed out."""
+        return is_retryable(error, _TRANSIENT_ERRORS)
+
+    def _request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, retry: bool = True
+    ) -> Any:
+        """Send one request, retrying transient faults; return the JSON body, or ``None`` on 204.
+
+        With ``retry=False`` the request is sent once and any fault is raised as it came, for the waits
+        that ride out outages themselves (``outage.Outage``).
+        """
+        if not retry:
+            return self._send(method, path, params)
         retrying = Retrying(
             **retry_policy(
                 method=method,
@@ -260,18 +274,23 @@ class TolokaHook(BaseHook):
                     return dict(operation)
         return None
 
-    def recent_operations(self, op_type: str) -> list[dict[str, Any]]:
+    def recent_operations(self, op_type: str, *, retry: bool = True) -> list[dict[str, Any]]:
         """The newest operations of one type (``POOL.ARCHIVE``), newest first: one page, one request.
 
         Lets a caller waiting on many operations read them all at once instead of one by one.
+
+        :param retry: retry transient faults within the hook's budget; ``False`` sends once and raises
+            the fault as it came, for a caller that waits out outages itself.
         """
         params = {"type": op_type, "sort": "-submitted", "limit": PAGE_LIMIT}
-        return list((self._request("GET", "/operations", params=params) or {}).get("items", []))
+        return list((self._request("GET", "/operations", params=params, retry=retry) or {}).get("items", []))
 
     # -- read ---------------------------------------------------------------------------------
 
-    def get_operation(self, operation_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/operations/{validate_id('operation_id', operation_id)}")
+    def get_operation(self, operation_id: str, *, retry: bool = True) -> dict[str, Any]:
+        """One operation. ``retry=False``: send once, raise a fault as it came (``recent_operations``)."""
+        path = f"/operations/{validate_id('operation_id', operation_id)}"
+        return self._request("GET", path, retry=retry)
 
     def get_operation_log(self, operation_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/operations/{validate_id('operation_id', operation_id)}/log") or []
@@ -326,26 +345,43 @@ class TolokaHook(BaseHook):
         """Poll until the operation ends; return it on SUCCESS, raise on FAIL or when time runs out.
 
         Polls start half a second apart and back off to ``poll_interval``, so quick archives are
-        noticed at once and slow ones cost one request per ``poll_interval``.
+        noticed at once and slow ones cost one request per ``poll_interval``. The operation runs in
+        Toloka whether or not we can read it, so a Toloka outage (429, 5xx, dropped connections,
+        time-outs) does not end the wait: it keeps reading, at most every ``poll_interval``, until
+        Toloka answers or ``timeout`` runs out, and logs the outage once when it begins and once when
+        it ends. A refusal (any other 4xx) still raises at once.
         """
         poll_interval = validate_seconds("poll_interval", poll_interval)
         timeout = validate_optional_seconds("timeout", timeout)
         deadline = pendulum.now("UTC").add(seconds=timeout) if timeout else None
         delays = poll_delays(poll_interval)
+        outage = Outage(
+            f"operation {operation_id}", self.log, min_wait=self.retry_min_wait, max_wait=poll_interval
+        )
+        operation: dict[str, Any] = {"id": operation_id, "status": "unknown (Toloka did not answer)"}
+        fault: BaseException | None = None  # the last transient fault, while an outage lasts
         while True:
-            operation = self.get_operation(operation_id)
-            status = operation_status(operation)
-            if status is OperationStatus.SUCCESS:
+            try:
+                operation = self.get_operation(operation_id, retry=False)
+            except Exception as error:
+                if not self.is_transient(error):
+                    raise
+                fault, delay = error, outage.failed(error)
+            else:
+                fault = None
+                outage.recovered()
+                status = operation_status(operation)
+                if status is OperationStatus.SUCCESS:
+                    self.log.info("%s", describe(operation))
+                    return operation
+                if status is OperationStatus.FAIL:
+                    raise self.operation_failed(operation)
                 self.log.info("%s", describe(operation))
-                return operation
-            if status is OperationStatus.FAIL:
-                raise self.operation_failed(operation)
-            self.log.info("%s", describe(operation))
-            delay = next(delays)
+                delay = next(delays)
             if deadline is not None:
                 remaining = (deadline - pendulum.now("UTC")).total_seconds()
                 if remaining <= 0:
-                    raise TolokaOperationTimeout(operation, timeout or 0)
+                    raise TolokaOperationTimeout(operation, timeout or 0) from fault
                 delay = min(delay, remaining)
             time.sleep(delay)
 

@@ -11,9 +11,10 @@ from airflow.configuration import conf
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
-from airflow_provider_toloka.exceptions import TolokaError
+from airflow_provider_toloka.exceptions import TolokaError, TolokaRetriesExhausted
 from airflow_provider_toloka.links import TolokaOperationLink, operation_page_url
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.validation import validate_id, validate_seconds
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ class TolokaOperationSensor(BaseSensorOperator):
     ``poke`` and ``reschedule`` mode; the finished operation is returned through XCom. When the
     upstream found the object already archived there is no operation: an ``operation_id`` that
     renders to ``None`` or an empty string succeeds at once with a warning.
+
+    A Toloka outage does not fail the sensor: a poke whose read still fails after the hook's retries
+    (429, 5xx, dropped connections, time-outs) counts as "not done yet", and the sensor keeps poking
+    until Toloka answers or its ``timeout`` runs out. A refusal (any other 4xx) fails at once. In
+    ``poke`` mode the outage is logged when it begins and when it ends; in ``reschedule`` mode every
+    poke is a new process, so each poke that meets the outage logs it once.
 
     :param operation_id: the operation to wait for (templated).
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
@@ -80,7 +87,13 @@ class TolokaOperationSensor(BaseSensorOperator):
                 self.operation_id,
             )
             return PokeReturnValue(is_done=True, xcom_value=None)
-        operation = self.hook.get_operation(validate_id("operation_id", self.operation_id))
+        operation_id = validate_id("operation_id", self.operation_id)
+        try:
+            operation = self.hook.get_operation(operation_id)
+        except TolokaRetriesExhausted as error:
+            self._outage.failed(error)
+            return False
+        self._outage.recovered()
         self._persist_link(context, operation)
         status = operation_status(operation)
         if status is OperationStatus.FAIL:
@@ -89,6 +102,15 @@ class TolokaOperationSensor(BaseSensorOperator):
         if status is OperationStatus.SUCCESS:
             return PokeReturnValue(is_done=True, xcom_value=operation)
         return False
+
+    @cached_property
+    def _outage(self) -> Outage:
+        return Outage(
+            f"operation {self.operation_id}",
+            self.log,
+            min_wait=self.poke_interval,
+            max_wait=self.poke_interval,
+        )
 
     def _persist_link(self, context: Context, operation: dict[str, Any]) -> None:
         """Link to the operation's object once per sensor process; a missing link only warns."""

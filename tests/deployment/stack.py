@@ -7,6 +7,11 @@ subprocesses, and reads the ``toloka`` connections from the metadata DB, stored 
 
 Airflow 3 allows ``LocalExecutor`` on SQLite (``airflow standalone`` runs that way); SQLite has one
 writer, so components wait on each other a little, which is fine at this scale.
+
+The production-shaped test passes a PostgreSQL URL and a Redis broker (``tests/deployment/services.py``):
+the same stack then runs ``CeleryExecutor`` with ``celery_workers`` workers and ``triggerers`` triggerers,
+each process under its own host name (``hostname_callable``), so a test can tell which worker ran a try
+and which triggerer holds a trigger, and kill or restart one by name.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
 TEST_DAGS = Path(__file__).with_name("dags")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Imported by every Airflow process (PYTHONPATH) as its [core] hostname_callable: the process's own name.
+HOSTNAME_MODULE = """import os
+
+
+def hostname() -> str:
+    return os.environ["TOLOKA_DEPLOY_HOSTNAME"]
+"""
 # The Airflow pool the example DAGs run their Toloka tasks in (they read TOLOKA_POOL when parsed).
 TOLOKA_POOL = "toloka"
 
@@ -67,6 +79,7 @@ class Emulator:
     name: str
     seed: str
     operation_duration: float
+    outage_seconds: float = 60.0  # how long SIGUSR1 takes it off the network (state kept)
     token: str = field(default_factory=lambda: f"deploy-{secrets.token_hex(12)}")
     port: int = field(default_factory=free_port)
 
@@ -87,6 +100,8 @@ class Emulator:
             self.token,
             "--operation-duration",
             str(self.operation_duration),
+            "--outage-seconds",
+            str(self.outage_seconds),
         ]
 
     def get(self, path: str, **params: Any) -> Any:
@@ -119,6 +134,13 @@ class AirflowStack:
     :param api_port: the api-server's port; a free one by default.
     :param extra_dags: DAG files copied next to the example DAGs in the deployment's DAGS_FOLDER.
     :param pool_slots: size of the ``toloka`` pool, as docs/deployment.md recommends creating it.
+    :param database_url: the metadata DB's SQLAlchemy URL; a SQLite file in ``home`` by default.
+    :param celery_broker_url: run ``CeleryExecutor`` with this broker (and the metadata DB as the result
+        backend) instead of ``LocalExecutor``.
+    :param celery_workers: ``airflow celery worker`` processes, named ``celery-worker-1``, ...
+    :param worker_concurrency: task slots of each Celery worker.
+    :param triggerers: triggerer processes; more than one are named ``triggerer-1``, ...
+    :param settings: more Airflow settings, ``{"AIRFLOW__SECTION__KEY": value}``.
     """
 
     def __init__(
@@ -128,15 +150,29 @@ class AirflowStack:
         api_port: int | None = None,
         extra_dags: Iterable[Path] = (),
         pool_slots: int = 4,
+        *,
+        database_url: str | None = None,
+        celery_broker_url: str | None = None,
+        celery_workers: int = 2,
+        worker_concurrency: int = 8,
+        triggerers: int = 1,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.home = home
         self.emulators = emulators
         self.api_port = api_port or free_port()
         self.extra_dags = tuple(extra_dags)
         self.pool_slots = pool_slots
+        self.database_url = database_url or f"sqlite:///{home / 'airflow.db'}"
+        self.celery_broker_url = celery_broker_url
+        self.celery_workers = celery_workers if celery_broker_url else 0
+        self.worker_concurrency = worker_concurrency
+        self.triggerers = triggerers
+        self.settings = settings or {}
         self.dags_folder = home / "dags"
         self.output_dir = home / "components"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}  # name -> command, own env
         self.timings: dict[str, float] = {}  # seconds each start-up phase took, for the curious
         self.env = self._environment()
 
@@ -160,7 +196,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__FERNET_KEY": fernet_key,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": self.api_url,
@@ -172,9 +208,44 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "PYTHONUNBUFFERED": "1",
                 "TOLOKA_POOL": TOLOKA_POOL,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(self.home / "lib"), env.get("PYTHONPATH")])),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "toloka_deploy_hostname.hostname",
+                "TOLOKA_DEPLOY_HOSTNAME": "airflow",
             }
         )
+        if self.celery_broker_url:
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": str(self.celery_workers * self.worker_concurrency),
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database_url,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                }
+            )
+        env.update(self.settings)
         return env
+
+    def components(self) -> dict[str, tuple[list[str], dict[str, str]]]:
+        """Every long-running Airflow process: name -> (command, environment of its own)."""
+        airflow = [sys.executable, "-m", "airflow"]
+        found: dict[str, tuple[list[str], dict[str, str]]] = {
+            name: ([*airflow, name], {}) for name in COMPONENTS if name != "triggerer"
+        }
+        for index in range(1, self.triggerers + 1):
+            name = "triggerer" if self.triggerers == 1 else f"triggerer-{index}"
+            # Each serves its logs on a port of its own: they share the host.
+            port = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())} if index > 1 else {}
+            found[name] = ([*airflow, "triggerer"], port)
+        for index in range(1, self.celery_workers + 1):
+            name = f"celery-worker-{index}"
+            found[name] = (
+                [*airflow, "celery", "worker", "--celery-hostname", f"{name}@%h"],
+                {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
+            )
+        return {
+            name: (command, {**own, "TOLOKA_DEPLOY_HOSTNAME": name}) for name, (command, own) in found.items()
+        }
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -182,6 +253,8 @@ class AirflowStack:
         """Migrate the DB, store the connections, start everything and wait until the DAGs are parsed."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.dags_folder.mkdir(parents=True, exist_ok=True)
+        (self.home / "lib").mkdir(exist_ok=True)
+        (self.home / "lib" / "toloka_deploy_hostname.py").write_text(HOSTNAME_MODULE)
         for source in [*sorted(EXAMPLE_DAGS.glob("*.py")), *self.extra_dags]:
             shutil.copy(source, self.dags_folder / source.name)
         started = time.monotonic()
@@ -194,13 +267,14 @@ class AirflowStack:
                 self._spawn(f"emulator-{name}", emulator.command())
             self._airflow("db", "migrate")
             phase("db migrate")
-            for component in COMPONENTS:
-                self._spawn(component, [sys.executable, "-m", "airflow", component])
+            self.commands = self.components()
+            for name in self.commands:
+                self.spawn(name)
             self._add_connections()  # while the components boot: nothing reads it before a task runs
             phase("connections import")
             for name, emulator in self.emulators.items():
                 wait_until(f"emulator {name} answers", emulator.answers, 30)
-            wait_until("api-server is healthy", self._healthy, parse_deadline)
+            wait_until("api-server is healthy", self.healthy, parse_deadline)
             phase("api-server up")
             description = "Bounds Toloka API traffic across all workers (docs/deployment.md)"
             self.api(
@@ -252,13 +326,34 @@ class AirflowStack:
         if dead:
             raise RuntimeError(f"components exited: {dead}\n{self.log_tails()}")
 
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL, grace: float = 30.0) -> None:
+        """Send ``sig`` to a component's whole process group (its task subprocesses too); wait for it."""
+        process = self.processes[name]
+        _signal_group(process, sig)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait(5)
+        if sig is not signal.SIGKILL:
+            _signal_group(process, signal.SIGKILL)  # whatever of the group outlived its leader
+
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, command: list[str]) -> None:
-        output = (self.output_dir / f"{name}.log").open("wb")
+    def spawn(self, name: str) -> None:
+        """(Re)start one process by name (``scheduler``, ``emulator-toloka_default``), output appended
+        to ``components/<name>.log``."""
+        if name.startswith("emulator-"):
+            command, own_env = self.emulators[name.removeprefix("emulator-")].command(), {}
+        else:
+            command, own_env = self.commands[name]
+        self._spawn(name, command, own_env)
+
+    def _spawn(self, name: str, command: list[str], own_env: dict[str, str] | None = None) -> None:
+        output = (self.output_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             command,
-            env=self.env,
+            env={**self.env, **(own_env or {})},
             cwd=self.home,
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -296,7 +391,7 @@ class AirflowStack:
             path.write_text(json.dumps(connections))
             self._airflow("connections", "import", str(path))
 
-    def _healthy(self) -> bool:
+    def healthy(self) -> bool:
         self.check_alive()
         return requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).ok
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,36 @@ def test_importing_the_pytest_plugin_loads_no_web_stack():
     )
 
     assert result.stdout.strip() == "[]"
+
+
+def test_sigusr1_makes_an_outage_that_keeps_the_state():
+    """Fault tests need Toloka gone for a while and back with its operations: a restart would lose them."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "airflow_provider_toloka.emulator", "--port", "0", "--seed", "demo"),
+            *("--token", "cli", "--outage-seconds", "1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[3]
+        process.stdout.readline()
+        headers = {"Authorization": "OAuth cli"}
+        operation = requests.post(f"{url}/pools/2001/archive", headers=headers, timeout=5).json()
+
+        process.send_signal(signal.SIGUSR1)
+
+        assert process.stdout.readline().startswith("Outage: not listening for 1 s")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{url}/operations/{operation['id']}", headers=headers, timeout=5)
+        assert process.stdout.readline().startswith("Outage over")
+        again = requests.get(f"{url}/operations/{operation['id']}", headers=headers, timeout=5)
+        assert again.json()["id"] == operation["id"]
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert process.returncode == 0
