@@ -28,7 +28,16 @@ def main(argv: list[str] | None = None) -> None:
         "--rate-limit", type=float, help="requests per second before 429 (default: unlimited)"
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument(
+        "--no-control", action="store_true", help="do not serve the control API under /_emulator/"
+    )
+    parser.add_argument(
+        "--control-token",
+        help="require 'Authorization: Bearer <this>' on /_emulator/ requests (default: none, local use)",
+    )
     args = parser.parse_args(argv)
+    if args.no_control and args.control_token:
+        parser.error("--control-token needs the control API: drop --no-control")
 
     emulator = TolokaEmulator(
         tokens=args.token or ("test-token",),
@@ -36,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         seed=args.seed,
         host=args.host,
+        control=not args.no_control,
+        control_token=args.control_token,
     )
     emulator.rate_limit = args.rate_limit
     emulator.latency = args.latency
@@ -52,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         print(f"AIRFLOW_CONN_TOLOKA_DEFAULT='{emulator.airflow_conn_json()}'", flush=True)
+        if emulator.control:
+            print(f"Control API: {emulator.url}/_emulator/ (see docs/emulator.md)", flush=True)
         # Wait in slices: the kernel may hand SIGTERM to the server's thread, and Python runs the handler only
         # when the main thread next executes bytecode, which a bare wait() would postpone forever.
         while not stopping.wait(0.2):
