@@ -129,6 +129,7 @@ class CascadeRunner:
         self._results: dict[Step, str] = {}
         self._errors: dict[Step, BaseException] = {}
         self._timed_out = False
+        self._deadline: float | None = None
 
     def run(self, plan: CascadePlan) -> dict[str, Any]:
         self.summary["project"]["id"] = plan.project_id
@@ -167,7 +168,7 @@ class CascadeRunner:
         totals = {label: sum(1 for step in needs if step.label == label) for label in labels}
         progress = Progress(self.log, totals, self.progress_every, self.clock)
         watcher = OperationWatcher(self.hook, max_interval=self.poll_interval)
-        deadline = None if self.timeout is None else self.clock() + self.timeout
+        deadline = self._deadline = None if self.timeout is None else self.clock() + self.timeout
         stopped = False
         self.log.info("Running %d step(s) with up to %d in flight", len(needs), self.max_concurrency)
         in_flight: dict[Future[tuple[str, dict[str, Any] | None]], Step] = {}
@@ -222,12 +223,21 @@ class CascadeRunner:
         if operation is None:
             return SKIPPED, None  # already archived (or closed), e.g. Toloka auto-archived an idle pool
         if step.kind == "project":
+            # The last step, alone: its own wait, with what is left of the timeout.
             self.log.info("Archive of project %s submitted: %s", step.id, describe(operation))
-        if not operation_status(operation).is_terminal:
+            if not operation_status(operation).is_terminal:
+                operation = self.hook.wait_for_operation(
+                    operation["id"], poll_interval=self.poll_interval, timeout=self._time_left()
+                )
+        elif not operation_status(operation).is_terminal:
             operation = watcher.wait(operation)
         if operation_status(operation) is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
         return DONE, operation
+
+    def _time_left(self) -> float | None:
+        # At least a little: the hook reads a timeout of 0 as "no limit".
+        return None if self._deadline is None else max(0.01, self._deadline - self.clock())
 
     def _failed(self, plan: CascadePlan, needs: dict[Step, set[Step]]) -> TolokaCascadeFailed:
         not_done = [s for s in needs if s.action == "archive" and s not in self._results]
