@@ -214,7 +214,7 @@ def main() -> None:
         # Rounds interleave the variants, so a busy moment of the machine hits them alike; the fastest
         # round of each is reported (noise only ever adds time).
         rounds = [[measure(run, seed) for run in runs] for _ in range(args.repeat)]
-        results = [min(tries, key=lambda result: result["wall"]) for tries in zip(*rounds)]
+        results = [min(tries, key=lambda result: result["wall"]) for tries in zip(*rounds, strict=True)]
 
     print(
         f"\n{POOLS} pools + {TRAININGS} trainings + 1 project; latency {LATENCY * 1000:g} ms, operations "
