@@ -150,8 +150,10 @@ class CascadeRunner:
             ):
                 for object_id in ids:  # in the plan's (id) order, not the order they finished
                     result = self._results.get(Step(action, kind, object_id))
-                    if result is not None:
-                        self.summary[f"{kind}s"][SKIPPED if result == SKIPPED else key].append(object_id)
+                    if result == DONE:
+                        self.summary[f"{kind}s"][key].append(object_id)
+                    elif result == SKIPPED and action == "archive":  # a close that found it closed is no news
+                        self.summary[f"{kind}s"]["skipped"].append(object_id)
         if self._errors or len(self._results) < len(needs):
             raise self._failed(plan, needs)
         return self.summary
@@ -240,13 +242,21 @@ class CascadeRunner:
         return None if self._deadline is None else max(0.01, self._deadline - self.clock())
 
     def _failed(self, plan: CascadePlan, needs: dict[Step, set[Step]]) -> TolokaCascadeFailed:
-        not_done = [s for s in needs if s.action == "archive" and s not in self._results]
-        not_archived: dict[str, list[str]] = {"pools": [], "trainings": [], "project": []}
-        for step in not_done:
-            not_archived[step.kind if step.kind == "project" else f"{step.kind}s"].append(step.id)
+        def left(kind: str, ids: list[str]) -> list[str]:  # in the plan's (id) order
+            return [
+                i
+                for i in ids
+                if Step("archive", kind, i) in needs and Step("archive", kind, i) not in self._results
+            ]
+
+        not_archived = {
+            "pools": left("pool", plan.pools.archive),
+            "trainings": left("training", plan.trainings.archive),
+            "project": left("project", [plan.project_id]),
+        }
         summary = {**self.summary, "not_archived": not_archived}
         summary["errors"] = {f"{step.kind} {step.id}": str(error) for step, error in self._errors.items()}
-        held = self._errors and all(_time_clears(error) for error in self._errors.values())
+        held = not self._timed_out and all(_time_clears(error) for error in self._errors.values())
         held = held and any(_code(error) == REJECTED for error in self._errors.values())
         done_lines = [
             f"Archived: pools {_ids(self.summary['pools']['archived'])}; "
