@@ -199,15 +199,19 @@ class TolokaCascadeFailed(TolokaError):
 
 
 class TolokaCascadeHeldBack(TolokaCascadeFailed):
-    """A cascade archived all it could; what is left waits on refusals that time clears.
+    """A cascade archived all it could; the rest waits only on refusals that time clears.
 
-    ``codes`` are Toloka's codes for them (e.g. ``THERE_IS_REJECTED_ASSIGNMENT``): a retry after the
-    window finishes the job, and ``wait_until_archivable=True`` makes the task do that itself.
+    Raised instead of a plain ``TolokaCascadeFailed`` when every failure was such a refusal: a pool
+    in Toloka's 9-day rejection window (``THERE_IS_REJECTED_ASSIGNMENT``), and a training or the
+    project refused only because of such pools (``TRAINING_ARCHIVE_CONFLICT``,
+    ``UNARCHIVED_POOLS_CONFLICT``). A retry after the window finishes the job.
+
+    :param codes: the Toloka error codes met.
     """
 
     def __init__(self, message: str, summary: dict[str, Any], codes: set[str]) -> None:
-        super().__init__(message, summary)
         self.codes = set(codes)
+        super().__init__(message, summary)
 
 
 class TolokaNotArchivableInTime(TolokaError):

@@ -7,7 +7,11 @@ import datetime as dt
 import pytest
 from task_instance_stub import RecordingTI
 
-from airflow_provider_toloka.exceptions import TolokaCascadeBlocked, TolokaCascadeFailed
+from airflow_provider_toloka.exceptions import (
+    TolokaCascadeBlocked,
+    TolokaCascadeFailed,
+    TolokaCascadeHeldBack,
+)
 from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
 
 POOLS = [str(100 + i) for i in range(40)]
@@ -118,16 +122,130 @@ def test_locked_pool_is_not_closed_even_with_close_open(emu):
     assert posts(emu, "close") == []
 
 
-def test_pool_in_rejection_window_is_reported_with_the_date_it_becomes_archivable(emu):
-    rejected = dt.datetime(2030, 1, 2, 15, 30, tzinfo=dt.timezone.utc)
-    emu.add_pool("110", project_id="7", last_rejection=rejected)
+def submitted(emu, op_type, id_field):
+    return {op["parameters"][id_field]: op["submitted"] for op in emu.operations(op_type)}
 
-    with pytest.raises(TolokaCascadeBlocked) as caught:
-        cascade()
 
-    assert "pool 110 (CLOSED)" in str(caught.value)
-    assert "archived from 2030-01-11 15:30 UTC" in str(caught.value)
-    assert posts(emu) == []
+def test_each_training_starts_as_soon_as_its_own_pools_finish(emu):
+    # Four in flight: the pools go in waves, so "after every pool" and "after its pools" differ.
+    cascade(max_concurrency=4)
+
+    pools = submitted(emu, "POOL.ARCHIVE", "pool_id")
+    trainings = submitted(emu, "TRAINING.ARCHIVE", "training_id")
+    finished = {op["parameters"]["pool_id"]: op["finished"] for op in emu.operations("POOL.ARCHIVE")}
+    # 902 waits on no pool: it goes in the first wave, before most pools.
+    assert sum(pools[p] < trainings["902"] for p in POOLS) < len(POOLS) // 2
+    # 900 waits on pools 100-109 only: it starts once they finished, while unlinked pools still wait.
+    assert all(finished[p] <= trainings["900"] for p in TRAININGS["900"])
+    unlinked = POOLS[25:]
+    assert any(pools[p] > trainings["900"] for p in unlinked)
+    assert any(pools[p] > trainings["901"] for p in unlinked)
+    project = emu.operations("PROJECT.ARCHIVE")[0]["submitted"]
+    assert project >= max(op["finished"] for op in emu.operations() if op["type"] != "PROJECT.ARCHIVE")
+
+
+def test_a_pool_in_its_rejection_window_holds_back_only_what_needs_it(emu):
+    emu.add_pool("110", project_id="7", last_rejection=emu.now - dt.timedelta(days=2))
+
+    with pytest.raises(TolokaCascadeHeldBack) as caught:
+        cascade(max_concurrency=8)
+
+    error, message = caught.value, str(caught.value)
+    assert isinstance(error, TolokaCascadeFailed)
+    assert error.codes == {"THERE_IS_REJECTED_ASSIGNMENT"}
+    assert "pool 110 (THERE_IS_REJECTED_ASSIGNMENT, request_id " in message
+    assert "left with it: training 901 and project 7" in message
+    assert "A retry after that window finishes the job" in message
+    # Everything that does not need pool 110 is archived; 901 (linked to it) and the project wait.
+    assert statuses(emu, "pool", [p for p in POOLS if p != "110"]) == {"ARCHIVED"}
+    assert statuses(emu, "training", ["900", "902"]) == {"ARCHIVED"}
+    assert statuses(emu, "training", ["901"]) | statuses(emu, "pool", ["110"]) == {"CLOSED"}
+    assert emu.object("project", "7")["status"] == "ACTIVE"
+    assert error.summary["not_archived"] == {"pools": ["110"], "trainings": ["901"], "project": ["7"]}
+    assert not any(r.path.endswith(("/trainings/901/archive", "/projects/7/archive")) for r in posts(emu))
+
+    emu.advance_clock(dt.timedelta(days=9).total_seconds())
+    summary, _ = cascade()
+
+    assert summary["pools"]["archived"] == ["110"]
+    assert summary["trainings"]["archived"] == ["901"]
+    assert emu.object("project", "7")["status"] == "ARCHIVED"
+    for op_type, field, expected in (
+        ("POOL.ARCHIVE", "pool_id", POOLS),
+        ("TRAINING.ARCHIVE", "training_id", list(TRAININGS)),
+        ("PROJECT.ARCHIVE", "project_id", ["7"]),
+    ):  # one operation per object over both runs: nothing archived twice
+        assert sorted(op["parameters"][field] for op in emu.operations(op_type)) == sorted(expected)
+
+
+def test_another_failure_beside_the_window_is_a_plain_failure(emu):
+    emu.add_pool("110", project_id="7", last_rejection=emu.now - dt.timedelta(days=2))
+    emu.fail_next("pool", "130", details={"reason": "injected"})
+
+    with pytest.raises(TolokaCascadeFailed) as caught:
+        cascade(max_concurrency=40)
+
+    assert not isinstance(caught.value, TolokaCascadeHeldBack)
+    assert "injected" in str(caught.value)
+
+
+def test_the_timeout_bounds_the_whole_cascade_and_names_what_is_left(emu):
+    emu.operation_duration = 30
+
+    with pytest.raises(TolokaCascadeFailed) as caught:
+        cascade(timeout=0.5)
+
+    message = str(caught.value)
+    assert "did not finish within timeout=0.5 s" in message
+    assert "Not archived: pools 40 (" in message
+    assert "project 7" in message
+    assert not any(r.path.endswith("/projects/7/archive") for r in posts(emu))
+
+
+def test_progress_is_logged_while_a_long_operation_runs(emu):
+    from airflow_provider_toloka.cascade import CascadeRunner, plan_cascade
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+    emu.reset()
+    emu.add_pool("100", project_id="8")
+    emu.operation_duration = 1.0
+    hook = TolokaHook()
+    plan = plan_cascade(hook.get_project("8"), hook.list_pools("8"), [], close_open=False)
+    log = RecordingLog()
+
+    CascadeRunner(hook, max_concurrency=2, poll_interval=0.2, log=log, progress_every=0.05).run(plan)
+
+    # Nothing finished for a second, yet progress lines came: the wait loop logs them.
+    assert "pools archived 0/1; project archived 0/1" in log.lines
+    assert log.lines[-1] == "pools archived 1/1; project archived 1/1"
+
+
+def test_progress_logs_when_every_seconds_pass_without_a_line():
+    from airflow_provider_toloka.cascade.execute import Progress
+
+    now = [0.0]
+    log = RecordingLog()
+    progress = Progress(log, {"pools archived": 100}, every=10.0, clock=lambda: now[0])
+
+    progress.advance("pools archived")  # 1 %: not a 10 % step
+    now[0] = 9.9
+    progress.tick()
+    assert log.lines == []
+    now[0] = 10.0
+    progress.tick()
+    assert log.lines == ["pools archived 1/100"]
+    assert progress.seconds_until_due() == 10.0
+
+
+class RecordingLog:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, event, *args, **kw):
+        self.lines.append(event % args)
+
+    def warning(self, event, *args, **kw):
+        self.lines.append(event % args)
 
 
 def test_dry_run_returns_the_plan_and_sends_no_post(emu):
@@ -157,12 +275,12 @@ def test_a_failed_pool_stops_it_and_a_retry_continues(emu):
     assert "could not archive pool 120" in message
     assert "injected" in message
     assert "120" in summary["not_archived"]["pools"]
-    assert summary["not_archived"]["trainings"] == list(TRAININGS)
+    assert "901" in summary["not_archived"]["trainings"]  # linked to pool 120
     assert set(summary["pools"]["archived"]) | set(summary["not_archived"]["pools"]) == set(POOLS)
     assert statuses(emu, "pool", summary["pools"]["archived"]) == {"ARCHIVED"}
-    assert statuses(emu, "training", TRAININGS) == {"CLOSED"}
+    assert statuses(emu, "training", ["901"]) == {"CLOSED"}
     assert emu.object("project", "7")["status"] == "ACTIVE"
-    assert not any("/trainings/" in r.path or "/projects/" in r.path for r in posts(emu))
+    assert not any(r.path.endswith(("/trainings/901/archive", "/projects/7/archive")) for r in posts(emu))
 
     summary_after_retry, _ = cascade()
 
@@ -174,7 +292,7 @@ def test_a_failed_pool_stops_it_and_a_retry_continues(emu):
 
 def test_429_storm_under_a_rate_limit_is_ridden_out(emu):
     emu.rate_limit = 30
-    emu.inject_fault("429", count=10, path="/archive", retry_after=0.2)
+    emu.inject_fault("429", count=3, path="/archive", retry_after=1)
 
     summary, _ = cascade(max_concurrency=16)
 
@@ -218,8 +336,21 @@ def test_workers_reuse_connections_instead_of_opening_one_per_request(emu, capfd
         ({"cascade": True, "max_concurrency": 0}, "max_concurrency=0"),
         ({"cascade": True, "max_concurrency": 301}, "at most 300"),
         ({"cascade": True, "wait_for_completion": False}, "wait_for_completion=False"),
+        ({"cascade": True, "deferrable": True}, "deferrable=True does not go with cascade=True"),
     ],
 )
 def test_bad_arguments_fail_before_any_request(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TolokaArchiveProjectOperator(task_id="archive", project_id="7", **kwargs)
+
+
+def test_a_default_deferrable_from_the_config_runs_the_cascade_in_the_worker(emu, capfd, caplog):
+    operator = TolokaArchiveProjectOperator(
+        task_id="archive", project_id="7", cascade=True, poll_interval=0.2
+    )
+    operator.deferrable = True  # what [operators] default_deferrable=True gives as the default
+
+    summary = operator.execute({"ti": RecordingTI()})
+
+    assert summary["project"]["operation"]["status"] == "SUCCESS"
+    assert "The cascade waits in the worker" in "".join(capfd.readouterr()) + caplog.text

@@ -1,15 +1,14 @@
 """Archive a whole Toloka project in one task: plan, preflight, then close and archive concurrently.
 
-``plan`` decides what to do from the listed objects (pure), ``watch`` waits on many operations
-with few requests, ``execute`` runs the plan on a bounded thread pool. ``archive_project_cascade``
-ties them together for ``TolokaArchiveProjectOperator(cascade=True)``.
+``plan`` decides what to do from the listed objects (pure), ``steps`` turns the plan into steps
+with the needs Toloka's preconditions impose, ``watch`` waits on many operations with few
+requests, ``execute`` runs each step as soon as its needs are done on a bounded thread pool.
+``archive_project_cascade`` ties them together for ``TolokaArchiveProjectOperator(cascade=True)``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-import pendulum
 
 from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
 from airflow_provider_toloka.cascade.plan import CascadePlan, check_preflight, plan_cascade
@@ -28,16 +27,19 @@ def archive_project_cascade(
     dry_run: bool = False,
     max_concurrency: int = 128,
     poll_interval: float = 10.0,
+    timeout: float | None = None,
     log: Log,
 ) -> dict[str, Any]:
-    """List, plan, check, then (unless ``dry_run``) close and archive; return the summary or the plan."""
+    """List, plan, check, then (unless ``dry_run``) close and archive; return the summary or the plan.
+
+    :param timeout: seconds for the close and archive steps together (``None``: no limit).
+    """
     project = hook.get_project(project_id)
     plan = plan_cascade(
         project,
         hook.list_pools(project_id),
         hook.list_trainings(project_id),
         close_open=close_open,
-        now=pendulum.now("UTC"),
     )
     log.info("%s", plan.describe())
     if dry_run:
@@ -47,5 +49,7 @@ def archive_project_cascade(
         check_preflight(plan)
         return {"dry_run": True, "plan": plan.to_dict()}
     check_preflight(plan)
-    runner = CascadeRunner(hook, max_concurrency=max_concurrency, poll_interval=poll_interval, log=log)
+    runner = CascadeRunner(
+        hook, max_concurrency=max_concurrency, poll_interval=poll_interval, timeout=timeout, log=log
+    )
     return runner.run(plan)

@@ -1,32 +1,46 @@
-"""Carrying out a cascade plan: close, archive pools, archive trainings, archive the project.
+"""Carrying out a cascade plan: each close and archive starts as soon as what it needs is done.
 
-Each phase runs its requests on a bounded thread pool: a worker sends one close or archive and
-waits (through the shared ``OperationWatcher``) for its operation, so at most ``max_concurrency``
-operations are in flight. Phases follow each other because Toloka's preconditions chain: a
-training needs its pools archived, the project needs everything archived.
+The plan becomes steps with needs, as Toloka's preconditions chain them (``steps``): an archive
+needs its object closed, a training's archive needs the main pools linked to it archived, the
+project's archive needs everything. The main loop hands every step whose needs are met to a
+bounded thread pool; a worker sends one close or archive and waits (through the shared
+``OperationWatcher``) for its operation. So at most ``max_concurrency`` operations are in flight,
+and a training starts as soon as its own pools finish instead of after every pool.
 
-The first failure stops new work; what is in flight is waited for; then the task fails with what
-was archived and what was not. Archive is idempotent, so a retry plans again and continues.
+A refusal that time clears (a pool in its rejection window) holds back only what needs that pool;
+the rest goes on. Any other failure stops new work and what is in flight is waited for. Either
+way the task then fails with what was archived and what was not. Archive is idempotent, so a
+retry plans again and continues.
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_toloka.cascade.steps import Step, build_steps
 from airflow_provider_toloka.cascade.watch import OperationWatcher
-from airflow_provider_toloka.exceptions import TolokaCascadeFailed
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.cascade.plan import CascadePlan
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
-DONE, SKIPPED, NOT_ATTEMPTED = "done", "skipped", "not attempted"
+DONE, SKIPPED = "done", "skipped"
 _SHOWN_IDS = 20
+# Toloka keeps a pool with rejected assignments for 9 days so Tolokers can appeal.
+REJECTION_WINDOW_DAYS = 9
+REJECTED = "THERE_IS_REJECTED_ASSIGNMENT"
+# Refusals of a training or the project that only mean "a pool before it is not archived yet".
+_WAITING_ON_POOLS = ("TRAINING_ARCHIVE_CONFLICT", "UNARCHIVED_POOLS_CONFLICT")
+_PROGRESS_ORDER = [
+    ("close", "pool"), ("close", "training"), ("archive", "pool"), ("archive", "training"),
+    ("archive", "project"),
+]  # fmt: skip
 
 
 class Log(Protocol):
@@ -38,21 +52,46 @@ class Log(Protocol):
 
 
 class Progress:
-    """``pools archived 120/1000`` lines: at every 10 % step, or every 10 s, whichever comes first."""
+    """``pools archived 120/1000; trainings archived 3/50`` lines: at every 10 % of all steps, and
+    whenever ``every`` seconds pass without one (the main loop calls ``tick`` while it waits), so a
+    long operation never leaves the log silent."""
 
-    def __init__(self, log: Log, label: str, total: int, every: float = 10.0) -> None:
-        self.log, self.label, self.total, self.every = log, label, total, every
-        self.count = 0
-        self._logged_at = time.monotonic()
+    def __init__(
+        self,
+        log: Log,
+        totals: dict[str, int],
+        every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log, self.every, self.clock = log, every, clock
+        self.totals = {label: total for label, total in totals.items() if total}
+        self.counts = dict.fromkeys(self.totals, 0)
+        self._all = max(sum(self.totals.values()), 1)
+        self._logged_at = clock()
         self._next_step = 1
 
-    def advance(self) -> None:
-        self.count += 1
-        now = time.monotonic()
-        step = self.count * 10 // max(self.total, 1)
-        if step >= self._next_step or now - self._logged_at >= self.every or self.count == self.total:
-            self.log.info("%s %d/%d", self.label, self.count, self.total)
-            self._logged_at, self._next_step = now, step + 1
+    def advance(self, label: str) -> None:
+        self.counts[label] += 1
+        step = sum(self.counts.values()) * 10 // self._all
+        if step >= self._next_step or self.counts[label] == self.totals[label]:
+            self._next_step = step + 1
+            self._log()
+
+    def tick(self) -> None:
+        if self.seconds_until_due() == 0:
+            self._log()
+
+    def seconds_until_due(self) -> float:
+        return max(0.0, self._logged_at + self.every - self.clock())
+
+    def _log(self) -> None:
+        line = "; ".join(f"{label} {self.counts[label]}/{total}" for label, total in self.totals.items())
+        self.log.info("%s", line)
+        self._logged_at = self.clock()
+
+
+class CascadeTimedOut(Exception):
+    """Wakes the workers still waiting when the cascade's ``timeout`` passes."""
 
 
 class CascadeRunner:
@@ -60,154 +99,232 @@ class CascadeRunner:
 
     :param max_concurrency: operations in flight at once (requests sent and not yet finished).
     :param poll_interval: longest pause between polls of running operations.
+    :param timeout: seconds for the whole cascade; when they pass, no new step starts, the workers
+        stop waiting, and the task fails naming what is done and what is left. ``None``: no limit.
+    :param progress_every: longest silence, in seconds, between progress lines.
     """
 
-    def __init__(self, hook: TolokaHook, *, max_concurrency: int, poll_interval: float, log: Log) -> None:
+    def __init__(
+        self,
+        hook: TolokaHook,
+        *,
+        max_concurrency: int,
+        poll_interval: float,
+        log: Log,
+        timeout: float | None = None,
+        progress_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.hook = hook
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.log = log
+        self.timeout = timeout
+        self.progress_every = progress_every
+        self.clock = clock
         self.summary: dict[str, Any] = {
             kind: {"archived": [], "closed": [], "skipped": []} for kind in ("pools", "trainings")
         }
         self.summary["project"] = {"id": None, "operation": None, "skipped": False}
+        self._results: dict[Step, str] = {}
+        self._errors: dict[Step, BaseException] = {}
+        self._timed_out = False
+        self._deadline: float | None = None
 
     def run(self, plan: CascadePlan) -> dict[str, Any]:
         self.summary["project"]["id"] = plan.project_id
-        for kind, plan_kind in (("pool", plan.pools), ("training", plan.trainings)):
-            self.summary[f"{kind}s"]["skipped"].extend(plan_kind.skip)
-        # Threads share the hook: build its lazily made connection and session before they start.
-        self.hook.get_conn()
-        steps = [
-            ("close", "pool", plan.pools.close),
-            ("close", "training", plan.trainings.close),
-            ("archive", "pool", plan.pools.archive),
-            ("archive", "training", plan.trainings.archive),
-        ]
-        for index, (action, kind, ids) in enumerate(steps):
-            if ids:
-                self._run_phase(action, kind, ids, later=steps[index + 1 :], plan=plan)
-        try:
-            self._archive_project(plan)
-        except Exception as error:  # the last step fails like the others: with what is archived
-            raise self._failed("project", "archive", [], {}, {plan.project_id: error}, [], plan) from error
+        self.summary["project"]["skipped"] = plan.project_archived
+        for kind, kind_plan in (("pool", plan.pools), ("training", plan.trainings)):
+            self.summary[f"{kind}s"]["skipped"].extend(kind_plan.skip)
+        if plan.project_archived:
+            self.log.info("Project %s is already archived.", plan.project_id)
+        needs = build_steps(plan)
+        if needs:
+            # Threads share the hook: build its lazily made connection and session before they start.
+            self.hook.get_conn()
+            self._schedule(needs)
+        for kind, kind_plan in (("pool", plan.pools), ("training", plan.trainings)):
+            for action, ids, key in (
+                ("close", kind_plan.close, "closed"),
+                ("archive", kind_plan.archive, "archived"),
+            ):
+                for object_id in ids:  # in the plan's (id) order, not the order they finished
+                    result = self._results.get(Step(action, kind, object_id))
+                    if result == DONE:
+                        self.summary[f"{kind}s"][key].append(object_id)
+                    elif result == SKIPPED and action == "archive":  # a close that found it closed is no news
+                        self.summary[f"{kind}s"]["skipped"].append(object_id)
+        if self._errors or len(self._results) < len(needs):
+            raise self._failed(plan, needs)
         return self.summary
 
-    def _run_phase(
-        self,
-        action: str,
-        kind: str,
-        ids: list[str],
-        *,
-        later: list[tuple[str, str, list[str]]],
-        plan: CascadePlan,
-    ) -> None:
-        start = self.hook.archive if action == "archive" else self._close
+    def _schedule(self, needs: dict[Step, set[Step]]) -> None:
+        """Run every step once its needs are done, at most ``max_concurrency`` at a time."""
+        waiting_on = {step: set(required) for step, required in needs.items()}
+        needed_by: dict[Step, list[Step]] = {step: [] for step in needs}
+        for step, required in needs.items():
+            for other in required:
+                needed_by[other].append(step)
+        ready = deque(step for step, required in needs.items() if not required)
+        labels = [Step(a, k, "").label for a, k in _PROGRESS_ORDER]
+        totals = {label: sum(1 for step in needs if step.label == label) for label in labels}
+        progress = Progress(self.log, totals, self.progress_every, self.clock)
         watcher = OperationWatcher(self.hook, max_interval=self.poll_interval)
-        stop = threading.Event()
-        progress = Progress(self.log, f"{kind}s {action}d", len(ids))
-        results: dict[str, str] = {}
-        errors: dict[str, BaseException] = {}
-        self.log.info(
-            "%s %d %s(s) with up to %d in flight", action.capitalize(), len(ids), kind, self.max_concurrency
-        )
-        workers = min(self.max_concurrency, len(ids))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"toloka-{action}") as pool:
-            futures: dict[Future[str], str] = {
-                pool.submit(self._one, start, kind, object_id, watcher, stop): object_id for object_id in ids
-            }
-            pending = set(futures)
-            while pending:
+        deadline = self._deadline = None if self.timeout is None else self.clock() + self.timeout
+        stopped = False
+        self.log.info("Running %d step(s) with up to %d in flight", len(needs), self.max_concurrency)
+        in_flight: dict[Future[tuple[str, dict[str, Any] | None]], Step] = {}
+        with ThreadPoolExecutor(
+            max_workers=min(self.max_concurrency, len(needs)), thread_name_prefix="toloka-cascade"
+        ) as pool:
+            while True:
+                while ready and not stopped and len(in_flight) < self.max_concurrency:
+                    step = ready.popleft()
+                    in_flight[pool.submit(self._one, step, watcher)] = step
+                if not in_flight:
+                    break
                 try:
                     watcher.poll()
                 except Exception as error:
-                    stop.set()
+                    stopped = True
                     watcher.abort(error)
-                done, pending = wait(
-                    pending, timeout=watcher.seconds_until_due(), return_when=FIRST_COMPLETED
-                )
+                if deadline is not None and self.clock() >= deadline:
+                    # Again on every turn: a worker whose request was still out registers after.
+                    self._timed_out = stopped = True
+                    watcher.abort(CascadeTimedOut(f"the cascade's timeout of {self.timeout:g} s passed"))
+                progress.tick()
+                pause = min(watcher.seconds_until_due(), progress.seconds_until_due())
+                if deadline is not None and not self._timed_out:
+                    pause = min(pause, max(0.0, deadline - self.clock()))
+                done, _ = wait(in_flight, timeout=pause, return_when=FIRST_COMPLETED)
                 for future in done:
-                    object_id = futures[future]
+                    step = in_flight.pop(future)
                     try:
-                        results[object_id] = future.result()
+                        result, operation = future.result()
                     except Exception as error:
-                        errors[object_id] = error
-                        stop.set()
+                        self._errors[step] = error
+                        stopped = stopped or not _time_clears(error)
                         continue
-                    if results[object_id] != NOT_ATTEMPTED:
-                        progress.advance()
-        key = "archived" if action == "archive" else "closed"
-        for object_id in ids:
-            if results.get(object_id) == DONE:
-                self.summary[f"{kind}s"][key].append(object_id)
-            elif results.get(object_id) == SKIPPED and action == "archive":
-                self.summary[f"{kind}s"]["skipped"].append(object_id)
-        if errors:
-            raise self._failed(kind, action, ids, results, errors, later, plan)
+                    self._results[step] = result
+                    if step.kind == "project":
+                        self.summary["project"]["operation"] = operation
+                    progress.advance(step.label)
+                    # What this step unblocks goes first: a training frees the project sooner.
+                    for later in reversed(needed_by[step]):
+                        waiting_on[later].discard(step)
+                        if not waiting_on[later]:
+                            ready.appendleft(later)
 
-    def _one(
-        self,
-        start: Callable[..., dict[str, Any] | None],
-        kind: str,
-        object_id: str,
-        watcher: OperationWatcher,
-        stop: threading.Event,
-    ) -> str:
-        if stop.is_set():
-            return NOT_ATTEMPTED
-        operation = start(kind, object_id)
+    def _one(self, step: Step, watcher: OperationWatcher) -> tuple[str, dict[str, Any] | None]:
+        if step.action == "archive":
+            operation = self.hook.archive(step.kind, step.id)  # type: ignore[arg-type]
+        elif step.kind == "pool":
+            operation = self.hook.close_pool(step.id)
+        else:
+            operation = self.hook.close_training(step.id)
         if operation is None:
-            return SKIPPED  # already archived (or closed), e.g. Toloka auto-archived an idle pool
-        if not operation_status(operation).is_terminal:
+            return SKIPPED, None  # already archived (or closed), e.g. Toloka auto-archived an idle pool
+        if step.kind == "project":
+            # The last step, alone: its own wait, with what is left of the timeout.
+            self.log.info("Archive of project %s submitted: %s", step.id, describe(operation))
+            if not operation_status(operation).is_terminal:
+                operation = self.hook.wait_for_operation(
+                    operation["id"], poll_interval=self.poll_interval, timeout=self._time_left()
+                )
+        elif not operation_status(operation).is_terminal:
             operation = watcher.wait(operation)
         if operation_status(operation) is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
-        return DONE
+        return DONE, operation
 
-    def _close(self, kind: str, object_id: str) -> dict[str, Any] | None:
-        return self.hook.close_pool(object_id) if kind == "pool" else self.hook.close_training(object_id)
+    def _time_left(self) -> float | None:
+        # At least a little: the hook reads a timeout of 0 as "no limit".
+        return None if self._deadline is None else max(0.01, self._deadline - self.clock())
 
-    def _archive_project(self, plan: CascadePlan) -> None:
-        operation = None if plan.project_archived else self.hook.archive_project(plan.project_id)
-        if operation is None:
-            self.summary["project"]["skipped"] = True
-            self.log.info("Project %s is already archived.", plan.project_id)
-            return
-        self.log.info("Archive of project %s submitted: %s", plan.project_id, describe(operation))
-        if operation_status(operation) is OperationStatus.FAIL:
-            raise self.hook.operation_failed(operation)
-        if not operation_status(operation).is_terminal:
-            operation = self.hook.wait_for_operation(operation["id"], poll_interval=self.poll_interval)
-        self.summary["project"]["operation"] = operation
+    def _failed(self, plan: CascadePlan, needs: dict[Step, set[Step]]) -> TolokaCascadeFailed:
+        def left(kind: str, ids: list[str]) -> list[str]:  # in the plan's (id) order
+            return [
+                i
+                for i in ids
+                if Step("archive", kind, i) in needs and Step("archive", kind, i) not in self._results
+            ]
 
-    def _failed(
-        self,
-        kind: str,
-        action: str,
-        ids: list[str],
-        results: dict[str, str],
-        errors: dict[str, BaseException],
-        later: list[tuple[str, str, list[str]]],
-        plan: CascadePlan,
-    ) -> TolokaCascadeFailed:
-        not_done: dict[str, list[str]] = {"pools": [], "trainings": []}
-        if kind != "project":
-            not_done[f"{kind}s"] = [i for i in ids if results.get(i) not in (DONE, SKIPPED)]
-        for _, later_kind, later_ids in later:
-            not_done[f"{later_kind}s"].extend(i for i in later_ids if i not in not_done[f"{later_kind}s"])
-        summary = {**self.summary, "not_archived": {**not_done, "project": [plan.project_id]}}
-        summary["errors"] = {f"{kind} {i}": str(error) for i, error in errors.items()}
-        first_id, first_error = next(iter(errors.items()))
-        lines = [
-            f"Cascade archive of project {plan.project_id} stopped: could not {action} {kind} {first_id}: "
-            f"{first_error}" + (f" (and {len(errors) - 1} more failure(s))" if len(errors) > 1 else ""),
+        not_archived = {
+            "pools": left("pool", plan.pools.archive),
+            "trainings": left("training", plan.trainings.archive),
+            "project": left("project", [plan.project_id]),
+        }
+        summary = {**self.summary, "not_archived": not_archived}
+        summary["errors"] = {f"{step.kind} {step.id}": str(error) for step, error in self._errors.items()}
+        held = not self._timed_out and all(_time_clears(error) for error in self._errors.values())
+        held = held and any(_code(error) == REJECTED for error in self._errors.values())
+        done_lines = [
             f"Archived: pools {_ids(self.summary['pools']['archived'])}; "
             f"trainings {_ids(self.summary['trainings']['archived'])}.",
-            f"Not archived: pools {_ids(not_done['pools'])}; trainings {_ids(not_done['trainings'])}; "
-            f"project {plan.project_id}.",
-            "Fix the cause and retry the task: what is archived is skipped, the rest continues.",
+            f"Not archived: pools {_ids(not_archived['pools'])}; "
+            f"trainings {_ids(not_archived['trainings'])}; "
+            f"project {', '.join(not_archived['project']) or 'archived'}.",
         ]
-        return TolokaCascadeFailed("\n".join(lines), summary)
+        if held:
+            codes = {code for code in map(_code, self._errors.values()) if code}
+            summary["held_back"] = {
+                step.id: plan.training_of.get(step.id) for step in self._errors if step.kind == "pool"
+            }
+            return TolokaCascadeHeldBack(self._held_message(plan, done_lines), summary, codes)
+        if self._timed_out:
+            first = (
+                f"Cascade archive of project {plan.project_id} did not finish within timeout="
+                f"{self.timeout:g} s."
+            )
+            last = (
+                "Operations already started keep running in Toloka. Retry the task (or raise timeout): "
+                "what is archived is skipped, and running archives are waited on."
+            )
+        else:
+            # The failure that stopped the run comes first, not a refusal that only time clears.
+            first_step, first_error = min(self._errors.items(), key=lambda item: _time_clears(item[1]))
+            more = f" (and {len(self._errors) - 1} more failure(s))" if len(self._errors) > 1 else ""
+            first = (
+                f"Cascade archive of project {plan.project_id} stopped: could not {first_step.action} "
+                f"{first_step.kind} {first_step.id}: {first_error}{more}"
+            )
+            last = "Fix the cause and retry the task: what is archived is skipped, the rest continues."
+        return TolokaCascadeFailed("\n".join([first, *done_lines, last]), summary)
+
+    def _held_message(self, plan: CascadePlan, done_lines: list[str]) -> str:
+        lines = [
+            f"Cascade archive of project {plan.project_id} archived everything it could; Toloka's "
+            "rejection window holds back the rest:"
+        ]
+        for step, error in self._errors.items():
+            request_id = getattr(error, "request_id", None)
+            code = f"{_code(error)}" + (f", request_id {request_id}" if request_id else "")
+            if step.kind == "pool":
+                training = plan.training_of.get(step.id)
+                left = (f"training {training} and " if training else "") + f"project {plan.project_id}"
+                lines.append(f"  - pool {step.id} ({code}): left with it: {left}")
+            else:
+                lines.append(f"  - {step.kind} {step.id} ({code}): waits on the pools above")
+        lines += done_lines
+        lines.append(
+            f"Toloka keeps a pool with rejected assignments for {REJECTION_WINDOW_DAYS} days after its last "
+            "rejection, for appeals. A retry after that window finishes the job: what is archived is "
+            "skipped, the rest is archived."
+        )
+        return "\n".join(lines)
+
+
+def _code(error: BaseException) -> str | None:
+    return error.code if isinstance(error, TolokaApiError) else None
+
+
+def _time_clears(error: BaseException) -> bool:
+    """A refusal that only waiting cures: the rejection window, or an object waiting on such a pool."""
+    return (
+        isinstance(error, TolokaApiError)
+        and error.status_code == 409
+        and (error.code == REJECTED or error.code in _WAITING_ON_POOLS)
+    )
 
 
 def _ids(ids: list[str]) -> str:

@@ -10,12 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pendulum
-
 from airflow_provider_toloka.exceptions import TolokaCascadeBlocked
-
-# Toloka keeps a pool with rejected assignments for 9 days so Tolokers can appeal.
-REJECTION_WINDOW_DAYS = 9
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,18 @@ class CascadePlan:
     pools: KindPlan
     trainings: KindPlan
     blockers: list[Blocker]
+    # Training id -> the main pools linked to it that are still to archive (Toloka refuses to archive
+    # a training before them). Read from each pool's documented
+    # ``quality_control.training_requirement.training_pool_id``.
+    training_pools: dict[str, list[str]] = field(default_factory=dict)
+
+    def pools_of(self, training_id: str) -> list[str]:
+        return self.training_pools.get(training_id, [])
+
+    @property
+    def training_of(self) -> dict[str, str]:
+        """Pool id -> the training that waits on it."""
+        return {pool: training for training, pools in self.training_pools.items() for pool in pools}
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as XCom-friendly data, in the order it runs."""
@@ -59,6 +66,7 @@ class CascadePlan:
                 "project": [] if self.project_archived else [self.project_id],
             },
             "skip": {"pools": self.pools.skip, "trainings": self.trainings.skip},
+            "trainings_wait_for": self.training_pools,
             "blockers": [str(blocker) for blocker in self.blockers],
         }
 
@@ -67,8 +75,11 @@ class CascadePlan:
         steps = []
         if self.pools.close or self.trainings.close:
             steps.append(f"close {len(self.pools.close)} pool(s) and {len(self.trainings.close)} training(s)")
-        steps.append(f"archive {len(self.pools.archive)} pool(s)")
-        steps.append(f"archive {len(self.trainings.archive)} training(s)")
+        linked = sum(1 for t in self.trainings.archive if self.pools_of(t))
+        steps.append(
+            f"archive {len(self.pools.archive)} pool(s) and {len(self.trainings.archive)} training(s) "
+            f"({linked} of them each as soon as its linked pools are archived)"
+        )
         steps.append(
             "project already archived" if self.project_archived else f"archive project {self.project_id}"
         )
@@ -84,19 +95,42 @@ def plan_cascade(
     trainings: Iterable[Mapping[str, Any]],
     *,
     close_open: bool,
-    now: pendulum.DateTime,
 ) -> CascadePlan:
-    """Sort every pool and training into close / archive / skip, and collect what blocks the run."""
+    """Sort every pool and training into close / archive / skip, and collect what blocks the run.
+
+    Only documented fields are read: ``status`` of each object, and on a pool the training its
+    workers must pass (``quality_control.training_requirement.training_pool_id``). A pool in its
+    rejection window looks like any closed pool; its archive request answers 409
+    ``THERE_IS_REJECTED_ASSIGNMENT`` and the runner holds back what depends on it.
+    """
+    pools = list(pools)
     blockers: list[Blocker] = []
-    pool_plan = _plan_kind("pool", pools, close_open, now, blockers)
-    training_plan = _plan_kind("training", trainings, close_open, now, blockers)
+    pool_plan = _plan_kind("pool", pools, close_open, blockers)
+    training_plan = _plan_kind("training", trainings, close_open, blockers)
+    to_archive = set(pool_plan.archive)
+    training_pools: dict[str, list[str]] = {}
+    for pool in pools:
+        training_id = training_of(pool)
+        if training_id is not None and str(pool["id"]) in to_archive:
+            training_pools.setdefault(training_id, []).append(str(pool["id"]))
     return CascadePlan(
         project_id=str(project["id"]),
         project_archived=project.get("status") == "ARCHIVED",
         pools=pool_plan,
         trainings=training_plan,
         blockers=blockers,
+        training_pools=training_pools,
     )
+
+
+def training_of(pool: Mapping[str, Any]) -> str | None:
+    """The training a pool's workers must pass, where Toloka documents it; ``None`` when there is none."""
+    quality_control = pool.get("quality_control")
+    requirement = (
+        quality_control.get("training_requirement") if isinstance(quality_control, Mapping) else None
+    )
+    training_id = requirement.get("training_pool_id") if isinstance(requirement, Mapping) else None
+    return None if training_id in (None, "") else str(training_id)
 
 
 def check_preflight(plan: CascadePlan) -> None:
@@ -109,7 +143,6 @@ def _plan_kind(
     kind: str,
     objects: Iterable[Mapping[str, Any]],
     close_open: bool,
-    now: pendulum.DateTime,
     blockers: list[Blocker],
 ) -> KindPlan:
     plan = KindPlan()
@@ -137,33 +170,5 @@ def _plan_kind(
         elif status != "CLOSED":
             blockers.append(Blocker(kind, object_id, status, "status unknown to this provider"))
             continue
-        archivable_from = _archivable_from(obj, now)
-        if archivable_from is not None:
-            blockers.append(
-                Blocker(
-                    kind,
-                    object_id,
-                    status,
-                    f"has assignments rejected at {obj['last_rejection']} UTC; Toloka keeps it for "
-                    f"appeals for {REJECTION_WINDOW_DAYS} days: it can be archived from "
-                    f"{archivable_from.format('YYYY-MM-DD HH:mm')} UTC",
-                )
-            )
-            continue
         plan.archive.append(object_id)
     return plan
-
-
-def _archivable_from(obj: Mapping[str, Any], now: pendulum.DateTime) -> pendulum.DateTime | None:
-    """When a pool inside its rejection window may be archived; ``None`` if it may be now.
-
-    Toloka's docs do not promise a ``last_rejection`` field on pools; when it is absent the archive
-    request itself answers 409 ``THERE_IS_REJECTED_ASSIGNMENT`` and the error says so.
-    """
-    raw = obj.get("last_rejection")
-    if not raw:
-        return None
-    parsed = pendulum.parse(str(raw), tz="UTC")
-    assert isinstance(parsed, pendulum.DateTime)
-    archivable_from = parsed.add(days=REJECTION_WINDOW_DAYS)
-    return archivable_from if now < archivable_from else None

@@ -41,7 +41,16 @@ def main(argv: list[str] | None = None) -> None:
         help="on SIGUSR1, stop listening for this long (connections refused), then serve again on the same "
         "port with the same objects and operations: a Toloka outage for fault tests (default: 60)",
     )
+    parser.add_argument(
+        "--no-control", action="store_true", help="do not serve the control API under /_emulator/"
+    )
+    parser.add_argument(
+        "--control-token",
+        help="require 'Authorization: Bearer <this>' on /_emulator/ requests (default: none, local use)",
+    )
     args = parser.parse_args(argv)
+    if args.no_control and args.control_token:
+        parser.error("--control-token needs the control API: drop --no-control")
 
     emulator = TolokaEmulator(
         tokens=args.token or ("test-token",),
@@ -49,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         seed=args.seed,
         host=args.host,
+        control=not args.no_control,
+        control_token=args.control_token,
     )
     emulator.operation_duration_spread = args.operation_duration_spread
     emulator.rate_limit = args.rate_limit
@@ -71,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         print(f"AIRFLOW_CONN_TOLOKA_DEFAULT='{emulator.airflow_conn_json()}'", flush=True)
+        if emulator.control:
+            print(f"Control API: {emulator.url}/_emulator/ (see docs/emulator.md)", flush=True)
         # Wait in slices: the kernel may hand SIGTERM to the server's thread, and Python runs the handler only
         # when the main thread next executes bytecode, which a bare wait() would postpone forever.
         while not stopping.wait(0.2):

@@ -19,9 +19,9 @@ from airflow_provider_toloka.emulator.errors import ApiError, error_body
 from airflow_provider_toloka.emulator.gate import REQUEST_ID_KEY
 from airflow_provider_toloka.emulator.model import (
     OPERATION_STATUSES,
-    OPERATION_TYPES,
     POOL_STATUSES,
     PROJECT_STATUSES,
+    TOLOKA_OPERATION_TYPES,
 )
 from airflow_provider_toloka.emulator.state import EmulatorState
 
@@ -51,7 +51,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         params = request.query_params
         items, has_more = state.list_operations(
             limit=query.limit(params),
-            type=query.choice(params, "type", OPERATION_TYPES),
+            type=query.choice(params, "type", TOLOKA_OPERATION_TYPES),
             status=query.choice(params, "status", OPERATION_STATUSES),
             sort=query.choice(params, "sort", ("submitted", "-submitted", "id")) or "submitted",
             id_gt=params.get("id_gt"),
@@ -131,4 +131,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    return _error(request, 400, "VALIDATION_ERROR", str(exc))
+    assert isinstance(exc, RequestValidationError)
+    payload = {
+        str(error.get("loc", ("request",))[-1]): {"code": "VALUE_INVALID", "message": str(error.get("msg"))}
+        for error in exc.errors()
+    }
+    return _error(request, 400, "VALIDATION_ERROR", "Validation failed", payload or None)

@@ -33,6 +33,15 @@ def not_found(kind: str, object_id: str) -> ApiError:
     return ApiError(404, "DOES_NOT_EXIST", f"{kind.capitalize()} {object_id} does not exist")
 
 
-def invalid(message: str) -> ApiError:
-    """The 400 for a malformed id or query value."""
-    return ApiError(400, "VALIDATION_ERROR", message)
+def invalid(field: str, message: str, code: str = "VALUE_INVALID") -> ApiError:
+    """The 400 for a malformed id or query value, with Toloka's ``payload``: ``{field: {code, message}}``.
+
+    toloka-kit reads the invalid fields from the payload's keys (``ValidationApiError.invalid_fields``).
+    """
+    return ApiError(
+        400, "VALIDATION_ERROR", f"Validation failed: {message}", validation_payload(field, code, message)
+    )
+
+
+def validation_payload(field: str, code: str, message: str) -> dict[str, Any]:
+    return {field: {"code": code, "message": message}}

@@ -7,12 +7,13 @@ A raw ASGI wrapper rather than Starlette middleware, for two reasons: it is chea
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from airflow_provider_toloka.emulator.errors import error_body
+from airflow_provider_toloka.emulator.errors import error_body, validation_payload
 from airflow_provider_toloka.emulator.faults import Fault, FaultPlan, RateLimiter
 from airflow_provider_toloka.emulator.requestlog import RequestLog, RequestRecord
 
@@ -131,7 +132,8 @@ async def _answer(
 ) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if retry_after is not None:
-        headers.append((b"retry-after", f"{retry_after:g}".encode()))
+        # HTTP allows whole seconds only (RFC 9110, delay-seconds): round up, as a server would.
+        headers.append((b"retry-after", str(math.ceil(retry_after)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -143,7 +145,9 @@ async def _answer_fault(send: Send, fault: Fault, request_id: str) -> None:
         await _answer(send, status, page, content_type=b"text/html", retry_after=fault.retry_after)
         return
     status, code, message = _PLAIN_FAULTS[fault.kind]
-    await _answer(send, status, error_body(request_id, code, message), retry_after=fault.retry_after)
+    payload = validation_payload("request", "VALUE_INVALID", message) if fault.kind == "400" else None
+    body = error_body(request_id, code, message, payload)
+    await _answer(send, status, body, retry_after=fault.retry_after)
 
 
 async def _swallow(message: Message) -> None:

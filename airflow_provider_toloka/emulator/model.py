@@ -15,6 +15,14 @@ PROJECT_STATUSES = ("ACTIVE", "ARCHIVED")
 POOL_STATUSES = ("OPEN", "CLOSED", "LOCKED", "ARCHIVED")
 OPERATION_STATUSES = ("PENDING", "RUNNING", "SUCCESS", "FAIL")
 OPERATION_TYPES = ("PROJECT.ARCHIVE", "POOL.ARCHIVE", "TRAINING.ARCHIVE", "POOL.CLOSE", "TRAINING.CLOSE")
+# Every operation type Toloka knows (toloka-kit's ``OperationType``): listing by one the emulator does not
+# model answers an empty list, as Toloka would for an account that never ran one, rather than a 400.
+TOLOKA_OPERATION_TYPES = (
+    *OPERATION_TYPES,
+    "PSEUDO.PSEUDO", "ANALYTICS", "KNOWN_SOLUTIONS.GENERATE", "POOL.CLONE", "POOL.OPEN",
+    "SOLUTION.AGGREGATE", "TASK.BATCH_CREATE", "TASK_SUITE.BATCH_CREATE", "TRAINING.CLONE", "TRAINING.OPEN",
+    "USER_BONUS.BATCH_CREATE",
+)  # fmt: skip
 # Toloka keeps a pool with rejected assignments for 9 days so Tolokers can appeal.
 REJECTION_WINDOW = dt.timedelta(days=9)
 # An operation waits in PENDING for this share of its duration before it starts RUNNING.
@@ -115,8 +123,7 @@ class Pool:
             body["quality_control"] = {
                 "training_requirement": {"training_pool_id": training_id, "training_passing_skill_value": 80}
             }
-        if self.last_rejection is not None:
-            body["last_rejection"] = format_time(self.last_rejection)
+        # ``last_rejection`` is inner state: Toloka shows no rejection date on a pool.
         return body
 
 
@@ -126,6 +133,7 @@ class Training:
     project_id: str
     status: str = "CLOSED"
     private_name: str = ""
+    # Inner state: Toloka shows the link on each main pool (``quality_control.training_requirement``).
     main_pool_ids: tuple[str, ...] = ()
     last_close_reason: str | None = None
     times: Lifecycle = field(default_factory=Lifecycle)
@@ -136,7 +144,6 @@ class Training:
             "project_id": self.project_id,
             "status": self.status,
             "private_name": self.private_name or f"Training {self.id}",
-            "main_pool_ids": list(self.main_pool_ids),
             "last_close_reason": self.last_close_reason,
             **self.times.to_json(),
         }
@@ -209,14 +216,20 @@ class Operation:
         }
 
     def log_at(self, now: float) -> list[dict[str, Any]]:
-        """The ``/log`` items: one failure item once a doomed operation has failed, nothing otherwise."""
+        """The ``/log`` items (``{type, success, input, output}``, toloka-kit's ``OperationLogItem``): one
+        failure item once a doomed operation has failed, nothing otherwise.
+
+        ``type`` names the kind of item, after Toloka's documented ones (``TASK_VALIDATE`` is a task
+        that failed validation): ``POOL_VALIDATE`` here. Which type an archive failure logs is not
+        documented; this is the emulator's assumption.
+        """
         if self.status_at(now) != "FAIL":
             return []
         return [
             {
-                "type": self.type,
+                "type": f"{self.kind.upper()}_VALIDATE",
                 "success": False,
                 "input": self.parameters,
-                "details": dict(self.fail_details or {}),
+                "output": dict(self.fail_details or {}),
             }
         ]

@@ -13,13 +13,15 @@ MAX_LIMIT = 300
 
 def object_id(value: str, name: str = "id") -> str:
     if not is_object_id(value):
-        raise invalid(f"{name} must be a string of digits, got {value!r}")
+        raise invalid(name, f"{name} must be a string of digits, got {value!r}")
     return value
 
 
 def operation_id(value: str) -> str:
     if not is_operation_id(value):
-        raise invalid(f"operation id must be up to 64 letters, digits and dashes, got {value!r}")
+        raise invalid(
+            "operation_id", f"operation id must be up to 64 letters, digits and dashes, got {value!r}"
+        )
     return value
 
 
@@ -28,14 +30,16 @@ def limit(params: Mapping[str, str]) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise invalid(f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw!r}")
+        raise invalid(
+            "limit", f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw!r}", "VALUE_OUT_OF_RANGE"
+        )
     return int(raw)
 
 
 def choice(params: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
     raw = params.get(name)
     if raw is not None and raw not in choices:
-        raise invalid(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        raise invalid(name, f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
 
 

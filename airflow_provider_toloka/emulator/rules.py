@@ -15,7 +15,6 @@ from airflow_provider_toloka.emulator.model import (
     AnyObject,
     Pool,
     Training,
-    format_time,
     id_key,
 )
 
@@ -35,19 +34,17 @@ def check_archivable(
             f"close it first (POST /{kind}s/{obj.id}/close) and wait for that operation",
             {"appropriate_statuses": ["CLOSED"], "status": obj.status},
         )
-    if isinstance(obj, Pool) and obj.last_rejection is not None:
-        archivable_after = obj.last_rejection + REJECTION_WINDOW
-        if now < archivable_after:
-            raise ApiError(
-                409,
-                "THERE_IS_REJECTED_ASSIGNMENT",
-                f"Pool {obj.id} has assignments rejected at {format_time(obj.last_rejection)}; "
-                f"Toloka keeps it for appeals until {format_time(archivable_after)}, archive it after that",
-                {
-                    "last_rejection": format_time(obj.last_rejection),
-                    "archivable_after": format_time(archivable_after),
-                },
-            )
+    if (
+        isinstance(obj, Pool)
+        and obj.last_rejection is not None
+        and now < obj.last_rejection + REJECTION_WINDOW
+    ):
+        # The rejection date stays inner state: Toloka documents no date in this refusal.
+        raise ApiError(
+            409,
+            "THERE_IS_REJECTED_ASSIGNMENT",
+            f"Pool {obj.id} has rejected assignments; it can be archived 9 days after the last rejection",
+        )
     if isinstance(obj, Training):
         pools = objects["pool"]
         unarchived = [pid for pid in obj.main_pool_ids if pid in pools and pools[pid].status != "ARCHIVED"]

@@ -32,7 +32,13 @@ def resolve_seed(seed: str | Path) -> Path:
 def load_seed(state: EmulatorState, seed: str | Path) -> None:
     """Add every object of the seed to ``state``; objects with the same ids are replaced."""
     path = resolve_seed(seed)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    load_seed_data(state, json.loads(path.read_text(encoding="utf-8")), path)
+
+
+def load_seed_data(state: EmulatorState, data: Any, path: Path | str = "seed") -> None:
+    """``load_seed`` for a seed already read (e.g. the body of ``POST /_emulator/seed``)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a seed is a JSON object with projects, pools, trainings")
     unknown = set(data) - {"projects", "pools", "trainings"}
     if unknown:
         raise ValueError(
@@ -54,7 +60,7 @@ def _with_times(entry: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]
     return {**entry, **{name: _parse_time(entry[name]) for name in names if name in entry}}
 
 
-def _add(path: Path, add: Any, entry: dict[str, Any]) -> None:
+def _add(path: Path | str, add: Any, entry: dict[str, Any]) -> None:
     fields = dict(entry)
     object_id = fields.pop("id", None)
     try:

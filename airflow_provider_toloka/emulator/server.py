@@ -24,9 +24,9 @@ import uvicorn
 from airflow_provider_toloka.emulator.app import create_app
 from airflow_provider_toloka.emulator.errors import ApiError
 from airflow_provider_toloka.emulator.faults import Fault, FaultPlan, RateLimiter
-from airflow_provider_toloka.emulator.gate import Gate
+from airflow_provider_toloka.emulator.gate import ASGIApp, Gate
 from airflow_provider_toloka.emulator.requestlog import RequestLog, RequestRecord
-from airflow_provider_toloka.emulator.seeding import load_seed
+from airflow_provider_toloka.emulator.seeding import load_seed, load_seed_data
 from airflow_provider_toloka.emulator.state import EmulatorState
 
 _START_TIMEOUT = 10.0
@@ -82,8 +82,16 @@ class TolokaEmulator:
         port: int = 0,
         seed: str | Path | None = None,
         host: str = "127.0.0.1",
+        control: bool = False,
+        control_token: str | None = None,
     ) -> None:
+        """:param control: also serve the HTTP control API under ``/_emulator/`` (``control.py``), for
+            an emulator steered from another process; the CLI turns it on.
+        :param control_token: if set, control requests need ``Authorization: Bearer <control_token>``.
+        """
         self.tokens = tuple(tokens)
+        self.control = control or control_token is not None
+        self._control_token = control_token
         if not self.tokens:
             raise ValueError("TolokaEmulator needs at least one token")
         self.host, self.port = host, port
@@ -114,8 +122,13 @@ class TolokaEmulator:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
+        app: ASGIApp = self._gate
+        if self.control:
+            from airflow_provider_toloka.emulator.control import with_control
+
+            app = with_control(self._gate, self, self._control_token)
         config = uvicorn.Config(
-            self._gate,
+            app,
             http="httptools" if importlib.util.find_spec("httptools") else "auto",
             lifespan="off",
             access_log=False,
@@ -276,6 +289,10 @@ class TolokaEmulator:
         """Load a packaged seed by name (``"demo"``) or a JSON seed file."""
         load_seed(self._state, seed)
 
+    def load_seed_data(self, data: dict[str, Any]) -> None:
+        """Load a seed already parsed (``{"projects": [...], "pools": [...], "trainings": [...]}``)."""
+        load_seed_data(self._state, data)
+
     def object(self, kind: str, object_id: str) -> dict[str, Any]:
         """A copy of one project, pool or training as the API shows it now."""
         try:
@@ -332,6 +349,8 @@ class TolokaEmulator:
         answer), ``"400"``/``"403"`` (refusals a client must not retry) or ``"slow"`` (wait ``delay``
         seconds, then answer normally). ``path`` matches as a substring of the URL path.
         ``when="after"`` (drop only) handles the request first, so only its answer is lost.
+        ``retry_after`` is sent as a ``Retry-After`` header rounded up to whole seconds (HTTP allows
+        no fractions: RFC 9110), so ``0.2`` is sent as ``1``.
         """
         self._faults.add(Fault(kind, count, path, method, retry_after, delay, when))
 

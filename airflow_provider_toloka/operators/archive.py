@@ -335,9 +335,11 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
     """Archive a Toloka project. Every pool and training of it must be archived first, or pass ``cascade``.
 
     :param project_id: the project's id (templated).
-    :param cascade: archive the project's pools, then its trainings, then the project, in this one
-        task (see ``docs/cascade.md``). Stops before changing anything if an object cannot be
-        archived, listing them all. Always waits for every operation.
+    :param cascade: archive the project's pools and trainings, then the project, in this one task
+        (see ``docs/cascade.md``); each training as soon as the pools linked to it are archived.
+        Stops before changing anything if an object cannot be archived, listing them all. Always
+        waits for every operation, in the worker: ``timeout`` bounds the whole cascade, and
+        ``deferrable=True`` is refused (a ``default_deferrable`` from the config is not).
     :param close_open: with ``cascade``, close open pools and trainings first instead of refusing.
     :param dry_run: with ``cascade``, log and return the plan; send no close or archive request.
     :param max_concurrency: with ``cascade``, operations in flight at once (1-300). A 429 slows
@@ -380,6 +382,12 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
                 "wait_for_completion=False does not go with cascade=True: the project can only be "
                 "archived after its pools' archives finish. Drop one of them."
             )
+        if cascade and kwargs.get("deferrable"):
+            raise ValueError(
+                "deferrable=True does not go with cascade=True: the cascade waits on many operations "
+                "from the worker, between requests that depend on them, and cannot hand that to the "
+                "triggerer. Drop deferrable (bound the run with timeout), or archive without cascade."
+            )
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -402,6 +410,8 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
         from airflow_provider_toloka.cascade import archive_project_cascade
 
         self._object_id = validate_id("project_id", self.project_id)
+        if self.deferrable:  # only from [operators] default_deferrable: an explicit True is refused
+            self.log.info("The cascade waits in the worker: default_deferrable does not apply to it.")
         try:
             summary = archive_project_cascade(
                 self.hook,
@@ -410,6 +420,7 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
                 dry_run=self.plan_only,
                 max_concurrency=self.max_concurrency,
                 poll_interval=self.poll_interval,
+                timeout=self.timeout,
                 log=self.log,
             )
         except TolokaCascadeHeldBack as held:

@@ -134,20 +134,25 @@ def test_archiving_a_pool_that_is_not_closed_is_inappropriate_status(toloka_emul
     assert "close it first" in body["message"]
 
 
-def test_a_rejection_less_than_9_days_ago_blocks_archiving(toloka_emulator, api):
-    now = dt.datetime.now(dt.timezone.utc)
-    toloka_emulator.add_pool("10", project_id="1", last_rejection=now - dt.timedelta(days=2))
+def test_a_rejection_less_than_9_days_ago_blocks_archiving_and_its_date_stays_inside(toloka_emulator, api):
+    now = toloka_emulator.now
+    rejected = now - dt.timedelta(days=2)
+    toloka_emulator.add_pool("10", project_id="1", last_rejection=rejected)
     toloka_emulator.add_pool("11", project_id="1", last_rejection=now - dt.timedelta(days=10))
 
     blocked = api.post("/pools/10/archive")
 
     assert blocked.status_code == 409
     assert blocked.json()["code"] == "THERE_IS_REJECTED_ASSIGNMENT"
-    archivable_after = dt.datetime.fromisoformat(blocked.json()["payload"]["archivable_after"])
-    expected = (now + dt.timedelta(days=7)).replace(tzinfo=None)
-    assert abs(archivable_after - expected) < dt.timedelta(seconds=5)
-    assert api.get("/pools/10").json()["last_rejection"]
+    # The rejection date is inner state: neither the refusal nor the pool shows it.
+    assert "payload" not in blocked.json()
+    assert "last_rejection" not in api.get("/pools/10").json()
+    stamp = rejected.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    assert stamp not in blocked.text + api.get("/pools/10").text
     assert api.post("/pools/11/archive").status_code == 202
+
+    toloka_emulator.advance_clock(dt.timedelta(days=7, seconds=1).total_seconds())
+    assert api.post("/pools/10/archive").status_code == 202  # the window has passed
 
 
 def test_a_training_waits_for_its_linked_main_pools(toloka_emulator, api):
@@ -272,9 +277,14 @@ def test_fail_next_ends_the_archive_in_fail_with_details_and_a_log_entry(toloka_
     assert api.get("/pools/10").json()["status"] == "CLOSED"
     log = api.get(f"/operations/{failed['id']}/log").json()
     assert len(log) == 1
-    assert log[0]["type"] == "POOL.ARCHIVE"
-    assert log[0]["success"] is False
-    assert log[0]["details"] == {"reason": "storage unavailable"}
+    assert log == [
+        {
+            "type": "POOL_VALIDATE",
+            "success": False,
+            "input": {"pool_id": "10"},
+            "output": {"reason": "storage unavailable"},
+        }
+    ]
 
     retried = api.wait(api.post("/pools/10/archive").json()["id"])  # only the next one fails
     assert retried["status"] == "SUCCESS"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from airflow_provider_toloka.cascade.plan import training_of
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,10 +30,11 @@ def test_the_demo_seed_holds_both_demo_projects():
 
     assert emulator.object("project", "1001")["status"] == "ACTIVE"
     assert [emulator.object("pool", pid)["status"] for pid in ("2001", "2002")] == ["CLOSED", "CLOSED"]
-    assert emulator.object("training", "3001")["main_pool_ids"] == ["2001", "2002"]
+    for pool_id, training_id in (("2001", "3001"), ("2002", "3001"), ("2101", "3101")):
+        assert training_of(emulator.object("pool", pool_id)) == training_id
     assert emulator.object("pool", "2101")["project_id"] == "1002"
-    assert emulator.object("training", "3101")["main_pool_ids"] == ["2101"]
     assert emulator.object("pool", "2401")["project_id"] == "1004"
+    assert "main_pool_ids" not in emulator.object("training", "3001")
 
 
 def test_a_seed_file_loads_rejections_and_links(tmp_path, toloka_emulator, api):
@@ -57,7 +59,7 @@ def test_a_seed_file_loads_rejections_and_links(tmp_path, toloka_emulator, api):
     toloka_emulator.load_seed(seed)
 
     assert api.post("/pools/70/archive").json()["code"] == "THERE_IS_REJECTED_ASSIGNMENT"
-    assert api.get("/trainings/71").json()["main_pool_ids"] == ["70"]
+    assert "main_pool_ids" not in api.get("/trainings/71").json()
     pool = api.get("/pools/70").json()
     assert pool["last_stopped"] == "2026-03-04T05:06:07.000"
     assert pool["quality_control"]["training_requirement"]["training_pool_id"] == "71"

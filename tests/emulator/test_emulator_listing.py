@@ -100,7 +100,7 @@ def test_objects_read_back_as_toloka_shows_them(toloka_emulator, api):
             "training_requirement": {"training_pool_id": "20", "training_passing_skill_value": 80}
         },
     }
-    assert training["main_pool_ids"] == ["10"]
+    assert "main_pool_ids" not in training  # the link is on the pool, as in Toloka
     assert (training["id"], training["project_id"], training["status"]) == ("20", "1", "CLOSED")
     assert toloka_emulator.object("training", "20") == training
 

@@ -48,7 +48,8 @@ FAULTS: dict[str, tuple[dict[str, Any], str]] = {
     "connection reset": ({"kind": "drop"}, "ConnectionError"),
     # Toloka handled the request but the answer never arrived: for a POST, the archive did start.
     "answer lost": ({"kind": "drop", "when": "after"}, "ConnectionError"),
-    "429 + Retry-After": ({"kind": "429", "retry_after": 0.05}, "HTTP 429 TOO_MANY_REQUESTS"),
+    # Whole seconds, as HTTP allows (RFC 9110): each retry waits a real second.
+    "429 + Retry-After": ({"kind": "429", "retry_after": 1}, "HTTP 429 TOO_MANY_REQUESTS"),
 }
 # Where a fault strikes: (path substring, method). "/operations" matches the watcher's page reads
 # (GET /operations?type=...), single reads (GET /operations/{id}) and the look-up of a running archive.
@@ -174,7 +175,8 @@ def test_transient_faults_within_the_budget_archive_everything_exactly_once(
 # -- 2. one pool's archive request fails past the budget -----------------------------------------
 
 
-OVER_BUDGET = ["500", "503", "connection reset", "429 + Retry-After"]
+# A Retry-After waits whole seconds; giving up after one is the hook's one path, in test_fault_matrix.
+OVER_BUDGET = ["500", "503", "connection reset"]
 
 
 @pytest.mark.parametrize("fault_name", OVER_BUDGET)
@@ -200,11 +202,12 @@ def test_a_pool_failing_past_the_budget_stops_the_cascade_and_a_retry_finishes_i
     # The summary is what Toloka holds: archived pools are ARCHIVED, the others untouched and CLOSED.
     assert {status(emu, "pool", p) for p in archived} <= {"ARCHIVED"}
     assert {status(emu, "pool", p) for p in not_archived} == {"CLOSED"}
-    assert summary["not_archived"]["trainings"] == list(TRAININGS)
+    # 900 waits on the doomed pool; 901 waits on none and may have gone in the first wave.
+    assert "900" in summary["not_archived"]["trainings"]
     assert summary["not_archived"]["project"] == [PROJECT]
-    assert posts(emu, "/trainings/") == []
+    assert posts(emu, "/trainings/900/") == []
     assert posts(emu, "/projects/") == []
-    assert {status(emu, "training", t) for t in TRAININGS} == {"CLOSED"}
+    assert status(emu, "training", "900") == "CLOSED"
     assert status(emu, "project", PROJECT) == "ACTIVE"
 
     summary_after_retry = run_cascade()
@@ -238,7 +241,7 @@ def test_a_refused_pool_archive_is_sent_once_and_fails_naming_code_and_request_i
     assert len(posts(emu, f"/pools/{refused}/archive")) == 1
     assert refused in caught.value.summary["not_archived"]["pools"]
     assert status(emu, "pool", refused) == "CLOSED"
-    assert posts(emu, "/trainings/") == []
+    assert posts(emu, "/trainings/900/") == []
     assert posts(emu, "/projects/") == []
 
 

@@ -39,7 +39,8 @@ POLL_INTERVAL = 0.02
 # name -> inject_fault() arguments, and what the failure message names once the budget is spent.
 FAULTS: dict[str, tuple[dict[str, Any], str | None]] = {
     "429": ({"kind": "429"}, "HTTP 429 TOO_MANY_REQUESTS"),
-    "429 + Retry-After": ({"kind": "429", "retry_after": 0.02}, "HTTP 429 TOO_MANY_REQUESTS"),
+    # Toloka can send whole seconds only (RFC 9110): each retry waits a real second, see WHOLE_SECONDS.
+    "429 + Retry-After": ({"kind": "429", "retry_after": 1}, "HTTP 429 TOO_MANY_REQUESTS"),
     "500": ({"kind": "500"}, "HTTP 500 INTERNAL_ERROR"),
     "502": ({"kind": "502"}, "HTTP 502"),
     "503": ({"kind": "503"}, "HTTP 503 REMOTE_SERVICE_UNAVAILABLE"),
@@ -61,6 +62,19 @@ OPERATORS: dict[str, tuple[type[TolokaArchiveOperator], str, str]] = {
     "training": (TolokaArchiveTrainingOperator, "training_id", "20"),
     "project": (TolokaArchiveProjectOperator, "project_id", "1"),
 }
+# Faults whose retries wait whole seconds: in the tests they strike one operator's archive request only
+# (the hook's one retry path is the same for all); benchmarks/fault_report.py still runs every case.
+WHOLE_SECONDS = {"429 + Retry-After"}
+
+
+def cases(operators: list[str], targets: list[str], faults: list[str]) -> list[tuple[str, str, str]]:
+    return [
+        (operator, fault, target)
+        for operator in operators
+        for fault in faults
+        for target in targets
+        if fault not in WHOLE_SECONDS or (operator == operators[0] and target == "archive POST")
+    ]
 
 
 @dataclass
@@ -157,9 +171,9 @@ def emu() -> Iterator[TolokaEmulator]:
         yield emulator
 
 
-@pytest.mark.parametrize("target", list(TARGETS))
-@pytest.mark.parametrize("fault_name", list(FAULTS))
-@pytest.mark.parametrize("operator_name", list(OPERATORS))
+@pytest.mark.parametrize(
+    ("operator_name", "fault_name", "target"), cases(list(OPERATORS), list(TARGETS), list(FAULTS))
+)
 def test_faults_within_the_retry_budget_archive_exactly_once(emu, operator_name, fault_name, target):
     outcome = run_case(emu, operator_name, fault_name, target)
 
