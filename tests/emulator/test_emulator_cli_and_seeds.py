@@ -143,7 +143,8 @@ def test_sigusr1_makes_an_outage_that_keeps_the_state():
     try:
         assert process.stdout is not None
         url = process.stdout.readline().split()[3]
-        process.stdout.readline()
+        process.stdout.readline()  # the AIRFLOW_CONN_TOLOKA_DEFAULT line
+        assert process.stdout.readline().startswith("Control API:")
         headers = {"Authorization": "OAuth cli"}
         operation = requests.post(f"{url}/pools/2001/archive", headers=headers, timeout=5).json()
 
