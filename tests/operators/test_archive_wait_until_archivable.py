@@ -14,6 +14,7 @@ from typing import Any
 
 import pendulum
 import pytest
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk.exceptions import TaskDeferred
 from task_instance_stub import RecordingTI
@@ -110,7 +111,9 @@ def test_a_pool_in_its_rejection_window_is_archived_by_the_same_task_once_it_pas
     assert emu.object("pool", "10")["status"] == "ARCHIVED"
     [operation] = archive_operations(emu)
     assert context["ti"].pushed["operation_id"] == operation["id"] == result["id"]
-    assert context["task_state_store"].values == {TolokaArchivePoolOperator.external_id_key: result["id"]}
+    # Airflow 3.3+ keeps the operation id for a retry to reconnect to; below, the mixin is a stand-in.
+    stored = {TolokaArchivePoolOperator.external_id_key: result["id"]} if AIRFLOW_V_3_3_PLUS else {}
+    assert context["task_state_store"].values == stored
 
 
 def test_each_check_logs_the_code_and_the_next_check_time(emu, capfd):
