@@ -45,7 +45,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+        pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)")
     home = tmp_path_factory.mktemp("airflow-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
     env.update(
@@ -110,7 +110,10 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     page.keyboard.press("Enter")
 
     labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
-    for wanted in ("Host override", "API token", "Environment", "Authorization scheme", "Web UI base URL"):
+    for wanted in (
+        *("Host override", "API token", "Environment", "Authorization scheme", "Web UI base URL"),
+        *("Retries", "Request timeout (seconds)"),
+    ):
         assert wanted in labels
     for hidden in ("Login", "Port", "Schema"):
         assert hidden not in labels

@@ -14,9 +14,9 @@ from typing import Any
 
 import pendulum
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-from airflow.sdk.exceptions import TaskDeferred
 from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.exceptions import (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 from task_instance_stub import RecordingTI
 
 from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
