@@ -103,8 +103,12 @@ def test_deferrable_example_waits_in_the_trigger(airflow_db, demo, monkeypatch):
     assert run.state == "success"
     for kind, object_id in [("pool", "2101"), ("training", "3101"), ("project", "1002")]:
         assert demo.object(kind, object_id)["status"] == "ARCHIVED"
-    # dag.test() runs each trigger inline: the sensor and both waiting operators deferred.
-    assert sorted(waited_on) == sorted(op["id"] for op in demo.operations())
+    # dag.test() runs each trigger inline. Both waiting operators defer on the operation Toloka just
+    # accepted; the sensor defers only if the pool's archive is still running when it first looks, which a
+    # busy machine (a slow task start) may not reach even with 5 s operations.
+    operations = {op["id"]: op["type"] for op in demo.operations()}
+    assert set(waited_on) <= set(operations)
+    assert {operations[op_id] for op_id in waited_on} >= {"TRAINING.ARCHIVE", "PROJECT.ARCHIVE"}
 
 
 def test_wait_until_archivable_example_waits_out_the_rejection_window(airflow_db, demo, monkeypatch):
