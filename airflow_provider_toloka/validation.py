@@ -55,8 +55,15 @@ def validate_optional_seconds(param: str, value: Any) -> float | None:
     return None if value is None else validate_seconds(param, value, or_none=" or None")
 
 
-def validate_count(param: str, value: Any, *, minimum: int = 0) -> int:
-    """Return a whole number of at least ``minimum`` (retry budgets, concurrency limits)."""
+def validate_count(
+    param: str, value: Any, *, minimum: int = 0, maximum: int | None = None, why_maximum: str = ""
+) -> int:
+    """Return a whole number of at least ``minimum`` and at most ``maximum`` (retry budgets, concurrency).
+
+    :param why_maximum: the reason for the upper bound, told to the user with it.
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{param}={_shown(value)} is not valid: pass a whole number >= {minimum}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{param}={_shown(value)} is not valid: pass at most {maximum}{why_maximum}.")
     return value

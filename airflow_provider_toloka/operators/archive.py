@@ -368,12 +368,13 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
         self.close_open = close_open
         # Not ``self.dry_run``: BaseOperator has a ``dry_run()`` method.
         self.plan_only = dry_run
-        self.max_concurrency = validate_count("max_concurrency", max_concurrency, minimum=1)
-        if self.max_concurrency > MAX_CONCURRENCY:
-            raise ValueError(
-                f"max_concurrency={max_concurrency} is not valid: pass at most {MAX_CONCURRENCY}, so the "
-                "operations in flight fit one page of Toloka's operation list."
-            )
+        self.max_concurrency = validate_count(
+            "max_concurrency",
+            max_concurrency,
+            minimum=1,
+            maximum=MAX_CONCURRENCY,
+            why_maximum=", so the operations in flight fit one page of Toloka's operation list",
+        )
         for name, value in (("close_open", close_open), ("dry_run", dry_run)):
             if value and not cascade:
                 raise ValueError(f"{name}=True needs cascade=True: pass cascade=True, or drop {name}.")

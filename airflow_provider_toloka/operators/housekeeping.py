@@ -74,12 +74,13 @@ class TolokaHousekeepingOperator(BaseOperator):
         self.close_open = close_open
         # Not ``self.dry_run``: BaseOperator has a ``dry_run()`` method.
         self.plan_only = dry_run
-        self.max_concurrency = validate_count("max_concurrency", max_concurrency, minimum=1)
-        if self.max_concurrency > MAX_CONCURRENCY:
-            raise ValueError(
-                f"max_concurrency={max_concurrency} is not valid: pass at most {MAX_CONCURRENCY}; more "
-                "projects at once only share the same request pace and operations in flight."
-            )
+        self.max_concurrency = validate_count(
+            "max_concurrency",
+            max_concurrency,
+            minimum=1,
+            maximum=MAX_CONCURRENCY,
+            why_maximum="; more projects at once only share the same request pace and operations in flight",
+        )
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.toloka_conn_id = toloka_conn_id
 
