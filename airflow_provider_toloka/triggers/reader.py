@@ -19,7 +19,10 @@ reading them one by one is cheaper than the pages, and the reader does that inst
 whichever is fewer requests. The pace is today's promise, kept per trigger: a read half a second after it
 starts, then twice as long each time up to its ``poll_interval``; a trigger that reached its
 ``poll_interval`` joins the group read every (shortest) ``poll_interval``. So a burst of new triggers costs
-one round, not one read each.
+one round, not one read each. While operations are ending (the last sweep missed some), the group is read
+every half ``poll_interval``: the pages cost little next to the single reads the ended operations need
+anyway, and each round then has half as many to read, so events come sooner (at 5000 waits ending together,
+a round at the full pace spent 6 s reading a thousand and a half of them).
 
 Faults hit the shared read once, for everyone. A transient one (429, 5xx, a dropped or timed-out
 connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (a
@@ -115,6 +118,7 @@ class OperationReader:
         self._wake_at = -math.inf  # while a round runs, a new trigger need not wake the reader
         self._retry_at = 0.0
         self._list_refused = False
+        self._ending = False  # the last sweep missed waited operations: they are ending, read sooner
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
         self.served = 0
         self.list_reads = 0
@@ -251,7 +255,8 @@ class OperationReader:
             self._tell_all()
         if swept or group_due:
             intervals = [waiter.poll_interval for waiter in self._waiters if waiter.graduated]
-            self._group_due = now + min(intervals) if intervals else None
+            pace = min(intervals, default=math.inf) / (2 if self._ending else 1)
+            self._group_due = now + pace if intervals else None
 
     async def _read(self, hook: TolokaAsyncHook, due: set[str], now: float) -> bool:
         """Read the due operations, one by one or by sweeping every waited one: whichever costs less."""
@@ -312,6 +317,7 @@ class OperationReader:
                 self._saw(operation_id, operation, now)
             else:
                 ended.append(operation_id)
+        self._ending = bool(ended)
         await self._read_ended(hook, ended, now)
 
     def _plausible(self, operation_id: str, operation: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ requests the waits cost, which faults they met, and that every wait still ends w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -60,11 +61,19 @@ async def until(condition, step: float = 0.02) -> None:
         await asyncio.sleep(step)
 
 
-def first_finish(emu, ids: list[str]) -> float:
+def finish_times(emu, ids: list[str]) -> list[float]:
     import datetime as dt
 
     finished = [op["finished"] for op in emu.operations() if op["id"] in ids]
-    return min(dt.datetime.fromisoformat(f).replace(tzinfo=dt.timezone.utc).timestamp() for f in finished)
+    return [dt.datetime.fromisoformat(f).replace(tzinfo=dt.timezone.utc).timestamp() for f in finished]
+
+
+def first_finish(emu, ids: list[str]) -> float:
+    return min(finish_times(emu, ids))
+
+
+def last_finish(emu, ids: list[str]) -> float:
+    return max(finish_times(emu, ids))
 
 
 async def test_fifty_waits_cost_a_few_list_reads_per_poll_not_fifty_polls(emu):
@@ -102,6 +111,32 @@ async def test_a_burst_of_new_triggers_costs_one_round_not_one_read_each(emu):
     waits[0].cancel()
     with pytest.raises(asyncio.CancelledError):
         await waits[0]
+
+
+def sweeps(emu) -> list[float]:
+    """When each sweep began: list reads more than half a second after the previous one."""
+    times = [r.time for r in list_reads(emu)]
+    return [t for before, t in itertools.pairwise([-1.0, *times]) if t - before > 0.5]
+
+
+async def test_while_operations_end_the_group_is_read_at_half_its_pace(emu):
+    emu.operation_duration, emu.operation_duration_spread = 9.0, 6.0
+    ids = start_archives(emu, 40)
+    emu.clear_requests()
+
+    events = await wait_all(ids, poll_interval=3)
+
+    assert [e["status"] for e in events] == ["success"] * 40
+    first_end, last_end = first_finish(emu, ids), last_finish(emu, ids)
+    starts = sweeps(emu)
+    # Past the fast first reads (0.5, 1 and 2 s apart) and nothing ended yet: every poll_interval.
+    quiet = [b - a for a, b in itertools.pairwise(starts) if a > starts[0] + 2 and b < first_end]
+    assert quiet
+    assert min(quiet) >= 2.7
+    # Once sweeps miss operations (they are ending), every 1.5 s, until the last has ended.
+    ending = [b - a for a, b in itertools.pairwise(starts) if a > first_end and b < last_end]
+    assert len(ending) >= 2
+    assert max(ending) <= 2.25
 
 
 async def test_a_429_is_met_once_for_everyone_and_its_retry_after_honoured(emu):
