@@ -255,8 +255,7 @@ class OperationReader:
             self._tell_all()
         if swept or group_due:
             intervals = [waiter.poll_interval for waiter in self._waiters if waiter.graduated]
-            pace = min(intervals, default=math.inf) / (2 if self._ending else 1)
-            self._group_due = now + pace if intervals else None
+            self._group_due = now + min(intervals) / (2 if self._ending else 1) if intervals else None
 
     async def _read(self, hook: TolokaAsyncHook, due: set[str], now: float) -> bool:
         """Read the due operations, one by one or by sweeping every waited one: whichever costs less."""
