@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
 
 
@@ -31,3 +33,23 @@ def test_demo_runs_every_example_and_reports_each_object():
     assert "project 1101     ACTIVE     ARCHIVED" in demo.stdout
     assert "project 1103     ACTIVE     ACTIVE" in demo.stdout
     assert "project 1104     ACTIVE     ACTIVE" in demo.stdout
+
+
+def test_the_housekeeping_example_runs_alone_in_its_place_and_the_others_two_at_a_time():
+    from airflow_provider_toloka.emulator.demo import _waves
+
+    # Housekeeping reads the whole account: beside another example it would find objects half archived.
+    assert _waves(str(EXAMPLES)) == [
+        ["example_toloka_archive", "example_toloka_cascade", "example_toloka_deferrable"],
+        ["example_toloka_housekeeping"],
+        ["example_toloka_sensor", "example_toloka_wait_until_archivable"],
+    ]
+
+
+def test_jobs_below_one_is_refused_before_anything_starts(capsys):
+    from airflow_provider_toloka.emulator.demo import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--jobs", "0"])
+    assert refused.value.code == 2
+    assert "--jobs must be 1 or more, got 0" in capsys.readouterr().err
