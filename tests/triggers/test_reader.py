@@ -120,13 +120,15 @@ def sweeps(emu) -> list[float]:
 
 
 async def test_while_operations_end_the_group_is_read_at_half_its_pace(emu):
-    emu.operation_duration, emu.operation_duration_spread = 9.0, 6.0
-    ids = start_archives(emu, 40)
+    # 80 operations ending over 12 s: about ten in every 1.5 s, so no sweep in that spell finds none
+    # ended, and enough sweeps fall inside it even when the first one after the first end comes late.
+    emu.operation_duration, emu.operation_duration_spread = 9.0, 12.0
+    ids = start_archives(emu, 80)
     emu.clear_requests()
 
     events = await wait_all(ids, poll_interval=3)
 
-    assert [e["status"] for e in events] == ["success"] * 40
+    assert [e["status"] for e in events] == ["success"] * 80
     first_end, last_end = first_finish(emu, ids), last_finish(emu, ids)
     starts = sweeps(emu)
     # Past the fast first reads (0.5, 1 and 2 s apart) and nothing ended yet: every poll_interval.
@@ -135,8 +137,8 @@ async def test_while_operations_end_the_group_is_read_at_half_its_pace(emu):
     assert min(quiet) >= 2.7
     # Once sweeps miss operations (they are ending), every 1.5 s, until the last has ended.
     ending = [b - a for a, b in itertools.pairwise(starts) if a > first_end and b < last_end]
-    assert len(ending) >= 2
-    assert max(ending) <= 2.25
+    assert len(ending) >= 3
+    assert max(ending) <= 2.5  # 1.5 s and a loaded machine's late wake; the full pace would be 3 s
 
 
 async def test_a_429_is_met_once_for_everyone_and_its_retry_after_honoured(emu):
