@@ -25,6 +25,7 @@ from airflow_provider_toloka.archivable import (
     archivable_after,
     time_clears,
 )
+from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -53,11 +54,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 
-# Chosen with benchmarks/bench_cascade.py: the fastest of 64, 128, 256 against a 100 requests/s
-# limit with 0.5 s operations; waiting threads are cheap (they block on an event, not on HTTP).
-DEFAULT_MAX_CONCURRENCY = 128
-# The watcher reads operations 300 to a page; more in flight would fall back to one read each.
-MAX_CONCURRENCY = 300
 # wait_until_archivable: ask every 6 hours, for up to 10 days (the 9-day rejection window and a margin).
 DEFAULT_ARCHIVABLE_CHECK_INTERVAL = 6 * 3600.0
 DEFAULT_ARCHIVABLE_TIMEOUT = 10 * 86400.0
