@@ -30,8 +30,9 @@ CODES_TIME_CLEARS = frozenset({REJECTED, *WAITING_ON_POOLS})
 # The shortest pause between two checks: the parameter's minimum, and the floor under a date from Toloka.
 MIN_CHECK_INTERVAL = 60.0
 # Where a refusal's payload may say when the object becomes archivable. Toloka documents no such field
-# (it documents the 9 days); the emulator sends ``archivable_after``. Read defensively: a missing or
-# unreadable value just means "ask again after archivable_check_interval".
+# (it documents the 9 days), and the bundled emulator sends none either; ``archivable_after`` is read in
+# case a refusal carries it. Read defensively: a missing or unreadable value just means "ask again after
+# archivable_check_interval".
 PAYLOAD_DATE_FIELDS = ("archivable_after",)
 
 
