@@ -26,7 +26,7 @@ from airflow_provider_toloka.cascade.steps import Step, build_steps
 from airflow_provider_toloka.cascade.watch import OperationWatcher
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.cascade.plan import CascadePlan

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_toloka.operation import is_terminal
+from airflow_provider_toloka.operation_status import is_terminal
 from airflow_provider_toloka.outage import Outage
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from airflow_provider_toloka.links import (
     TolokaTrainingLink,
     object_page_url,
 )
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 from airflow_provider_toloka.validation import (
     validate_count,
     validate_id,

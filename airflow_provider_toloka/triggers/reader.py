@@ -53,7 +53,7 @@ from airflow.exceptions import AirflowException
 
 from airflow_provider_toloka.exceptions import TolokaError
 from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
-from airflow_provider_toloka.operation import OperationStatus, operation_status, poll_delays
+from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
 

@@ -93,3 +93,11 @@ def test_cascade_concurrency_is_the_cascade_s() -> None:
     assert MAX_CONCURRENCY == PAGE_LIMIT
     defaults = archive_project_cascade.__kwdefaults__ or {}
     assert defaults["max_concurrency"] == DEFAULT_MAX_CONCURRENCY
+
+
+def test_only_the_public_sensor_and_trigger_modules_are_named_operation() -> None:
+    # The status rules were a third operation.py at the top; they are operation_status.py. The sensor
+    # and trigger keep theirs: DAGs import the sensor from there, and Airflow's DB stores the trigger's
+    # classpath for every deferred task, so renaming it would break waits in flight on upgrade.
+    named = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("operation.py"))
+    assert named == ["sensors/operation.py", "triggers/operation.py"]
