@@ -209,3 +209,29 @@ class TolokaNotArchivableInTime(TolokaError):
             f"Last answer: {refusal}\nFix what stands in the way, or raise archivable_timeout "
             "(None waits without limit), then clear the task to wait again."
         )
+
+
+# The failures a housekeeping error lists; the report in XCom has them all.
+_SHOWN_PROJECTS = 20
+
+
+class TolokaHousekeepingFailed(TolokaError):
+    """Some projects failed for reasons other than the skips housekeeping reports; the rest went on.
+
+    ``summary`` is the whole report (also pushed to XCom as the task's return value).
+    """
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        failed: dict[str, str] = summary["failed"]
+        listed = list(failed.items())[:_SHOWN_PROJECTS]
+        shown = "\n".join(f"  - project {pid}: {error}" for pid, error in listed)
+        more = f"\n  ... and {len(failed) - _SHOWN_PROJECTS} more" if len(failed) > _SHOWN_PROJECTS else ""
+        counts = summary["counts"]
+        super().__init__(
+            f"Housekeeping failed for {len(failed)} of {counts['checked']} project(s) "
+            f"({counts['archived']} archived, {counts['skipped']} skipped, the rest went on):\n"
+            f"{shown}{more}\n"
+            "Fix the cause and run the task again: archived projects are no longer listed, and a "
+            "project archived part-way continues where it stopped."
+        )

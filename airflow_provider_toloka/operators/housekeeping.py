@@ -97,7 +97,8 @@ class TolokaHousekeepingOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_toloka.housekeeping import TolokaHousekeepingFailed, run_housekeeping
+        from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
+        from airflow_provider_toloka.housekeeping import run_housekeeping
 
         report = run_housekeeping(
             self.hook,

@@ -101,3 +101,26 @@ def test_only_the_public_sensor_and_trigger_modules_are_named_operation() -> Non
     # classpath for every deferred task, so renaming it would break waits in flight on upgrade.
     named = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("operation.py"))
     assert named == ["sensors/operation.py", "triggers/operation.py"]
+
+
+def test_every_provider_exception_lives_in_exceptions() -> None:
+    from airflow_provider_toloka import exceptions, housekeeping
+    from airflow_provider_toloka.housekeeping import report
+
+    # TolokaHousekeepingFailed was defined in housekeeping/report.py; its old paths still work.
+    assert exceptions.TolokaHousekeepingFailed.__module__ == "airflow_provider_toloka.exceptions"
+    assert (
+        report.TolokaHousekeepingFailed
+        is housekeeping.TolokaHousekeepingFailed
+        is exceptions.TolokaHousekeepingFailed
+    )
+    defined_elsewhere = sorted(
+        f"{path.relative_to(PACKAGE)}: {node.name}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "exceptions.py" and "emulator" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and node.name.startswith("Toloka")
+        and node.name.endswith(("Failed", "Error"))
+    )
+    assert defined_elsewhere == []
