@@ -79,7 +79,8 @@ def release(retrying: BaseRetrying) -> None:
     tenacity keeps the last attempt's actions, bound methods of the retrying object itself, in a
     reference cycle: one cyclic garbage heap per request. A triggerer polling thousands of operations
     then runs Python's full collection, which walks every object of the process and stalls the event
-    loop each time (``benchmarks/bench_trigger.py`` prints for how long). Clearing the actions breaks the cycle.
+    loop each time (``benchmarks/bench_trigger.py`` prints for how long). Clearing the actions breaks
+    the cycle.
     """
     retrying.iter_state.reset()
 
