@@ -13,6 +13,12 @@ A Toloka outage does not wake anyone: the operations keep running in Toloka, so 
 fails with a transient fault (429, 5xx, dropped connection, time-out) leaves every worker waiting and
 tries again later, backing off towards ``max_interval``; the outage is logged when it begins and when
 it ends. Only a refusal (any other 4xx) ends the waits, through ``abort``.
+
+Why not ``triggers/reader.py``, which also reads operations by page: that reader serves coroutines on
+the triggerer's one event loop, through the async hook, with each trigger's own pace and deadline. Here
+the waiters are the cascade's worker threads in one task, blocked on events, on the sync hook and its
+shared throttle, for operations this task started itself (newest first). One reader for both would need
+a thread-safe async bridge on one side or the other, for no fewer requests.
 """
 
 from __future__ import annotations
