@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Waiter:
+class _BlockedWorker:
     operation: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -58,14 +58,14 @@ class OperationWatcher:
         self._interval = self.min_interval
         self._due = 0.0
         self._lock = threading.Lock()
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, _BlockedWorker] = {}
         self._outage = Outage(
             "the running operations", hook.log, min_wait=self.min_interval, max_wait=self.max_interval
         )
 
     def wait(self, operation: dict[str, Any]) -> dict[str, Any]:
         """Block the calling worker until ``poll()`` sees the operation finished; return it."""
-        waiter = _Waiter(operation)
+        waiter = _BlockedWorker(operation)
         with self._lock:
             if not self._waiters:
                 self._due = time.monotonic() + self.min_interval
@@ -116,7 +116,7 @@ class OperationWatcher:
                 waiter.done.set()
             self._waiters.clear()
 
-    def _read(self, waiting: dict[str, _Waiter]) -> list[dict[str, Any]]:
+    def _read(self, waiting: dict[str, _BlockedWorker]) -> list[dict[str, Any]]:
         by_type: dict[str, set[str]] = defaultdict(set)
         for operation_id, waiter in waiting.items():
             by_type[str(waiter.operation.get("type"))].add(operation_id)

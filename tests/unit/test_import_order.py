@@ -124,3 +124,18 @@ def test_every_provider_exception_lives_in_exceptions() -> None:
         and node.name.endswith(("Failed", "Error"))
     )
     assert defined_elsewhere == []
+
+
+def test_names_that_clashed_stay_apart() -> None:
+    from airflow_provider_toloka.cascade import plan, watch
+    from airflow_provider_toloka.triggers import reader
+
+    # CascadePlan.training_of (a property) had a module-level function of the same name beside it, and
+    # the cascade's _Waiter read as the trigger reader's Waiter.
+    assert not hasattr(plan, "training_of")
+    assert (
+        plan.required_training_id({"quality_control": {"training_requirement": {"training_pool_id": 7}}})
+        == "7"
+    )
+    assert not hasattr(watch, "_Waiter")
+    assert hasattr(reader, "Waiter")
