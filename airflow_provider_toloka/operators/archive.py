@@ -59,7 +59,7 @@ DEFAULT_ARCHIVABLE_CHECK_INTERVAL = 6 * 3600.0
 DEFAULT_ARCHIVABLE_TIMEOUT = 10 * 86400.0
 
 
-class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
+class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
     """Shared behaviour of the three archive operators; use one of the concrete classes.
 
     The operation id is kept in ``task_state_store`` (Airflow 3.3+, ``ResumableJobMixin``) before
@@ -172,7 +172,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
             self.log.info("Toloka %s %s is already archived; nothing to do.", self.object_kind, object_id)
             return None
         self.log.info("Archive of %s %s submitted: %s", self.object_kind, object_id, describe(operation))
-        self._follow(operation, context)
+        self._track_and_push_operation_id(operation, context)
         return operation["id"]
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
@@ -183,7 +183,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
                 raise
             # Toloka no longer knows it: archive again (idempotent: 204 if the first one worked).
             return "UNKNOWN"
-        self._follow(operation, context)
+        self._track_and_push_operation_id(operation, context)
         status = operation_status(operation)
         if status is not OperationStatus.FAIL:  # reconnecting: this try's button (a FAIL resubmits)
             self._persist_link(context, self._object_id)
@@ -197,12 +197,12 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
 
     def poll_until_complete(self, external_id: Any, context: Context) -> None:
         if self._operation is not None:
-            self._operation = self._finish(self._operation)
+            self._operation = self._wait_or_defer(self._operation)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any] | None:
         return self._operation
 
-    def _follow(self, operation: dict[str, Any], context: Context) -> None:
+    def _track_and_push_operation_id(self, operation: dict[str, Any], context: Context) -> None:
         """Make ``operation`` the one this try waits on, and tell XCom at once."""
         self._operation = operation
         context["ti"].xcom_push(key="operation_id", value=operation["id"])
@@ -218,7 +218,8 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         except (TolokaError, KeyError) as error:
             self.log.warning("No web-UI link for %s %s: %s", self.object_kind, object_id, error)
 
-    def _finish(self, operation: dict[str, Any]) -> dict[str, Any]:
+    def _wait_or_defer(self, operation: dict[str, Any]) -> dict[str, Any]:
+        """The finished operation: at once if it ended, else by blocking here or deferring (which raises)."""
         status = operation_status(operation)
         if status is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
@@ -327,7 +328,11 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         return operation
 
 
-class TolokaArchiveProjectOperator(TolokaArchiveOperator):
+# The base class's name before 1.0.0: DAGs and subclasses that name it keep working.
+TolokaArchiveOperator = TolokaArchiveBaseOperator
+
+
+class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
     """Archive a Toloka project. Every pool and training of it must be archived first, or pass ``cascade``.
 
     :param project_id: the project's id (templated).
@@ -431,7 +436,7 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
         return summary
 
 
-class TolokaArchivePoolOperator(TolokaArchiveOperator):
+class TolokaArchivePoolOperator(TolokaArchiveBaseOperator):
     """Archive a Toloka pool. The pool must be closed; with rejected tasks, 9 days after the last rejection.
 
     :param pool_id: the pool's id (templated).
@@ -448,7 +453,7 @@ class TolokaArchivePoolOperator(TolokaArchiveOperator):
         self.pool_id = pool_id
 
 
-class TolokaArchiveTrainingOperator(TolokaArchiveOperator):
+class TolokaArchiveTrainingOperator(TolokaArchiveBaseOperator):
     """Archive a Toloka training. It must be closed and every main pool linked to it archived.
 
     :param training_id: the training's id (templated).

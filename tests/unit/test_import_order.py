@@ -139,3 +139,14 @@ def test_names_that_clashed_stay_apart() -> None:
     )
     assert not hasattr(watch, "_Waiter")
     assert hasattr(reader, "Waiter")
+
+
+def test_the_archive_base_class_says_so_and_keeps_its_old_name() -> None:
+    from airflow_provider_toloka.operators import archive
+
+    assert archive.TolokaArchiveOperator is archive.TolokaArchiveBaseOperator
+    for operator in (archive.TolokaArchivePoolOperator, archive.TolokaArchiveTrainingOperator):
+        assert operator.__bases__ == (archive.TolokaArchiveBaseOperator,)
+    # Methods named for what they do: one may defer (raise), the other pushes to XCom.
+    assert not hasattr(archive.TolokaArchiveBaseOperator, "_finish")
+    assert not hasattr(archive.TolokaArchiveBaseOperator, "_follow")
