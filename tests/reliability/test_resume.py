@@ -9,6 +9,8 @@ the POST was lost, or Airflow is older than 3.3).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -193,12 +195,30 @@ def test_a_lost_answer_is_found_and_waited_on(emu, hook):
 
 
 def test_an_archive_that_ends_between_the_refusal_and_the_look_up_is_not_an_error(emu, hook):
-    emu.operation_duration = 0.3
+    # An archive that would run for ten minutes: the second request is refused (409) on any machine.
+    emu.operation_duration = 600
     hook.archive_pool("10")
-    # The look-up is answered after the running archive has finished: nothing is running any more.
-    emu.inject_fault("slow", delay=0.5, path="/operations", method="GET")
+    # The look-up of running operations waits 3 s before it is handled; meanwhile, as soon as the refusal
+    # is answered, the emulator's clock jumps past the archive's end: the look-up finds nothing running.
+    emu.inject_fault("slow", delay=3.0, path="/operations", method="GET")
+    refused = threading.Event()
+
+    def end_the_archive_once_refused() -> None:
+        while not any(r.method == "POST" and r.status == 409 for r in emu.requests):
+            time.sleep(0.01)
+        emu.advance_clock(601)
+        refused.set()
+
+    watcher = threading.Thread(target=end_the_archive_once_refused, daemon=True)
+    watcher.start()
 
     assert hook.archive_pool("10") is None  # asked again: 204, already archived
+    assert refused.is_set()
+    # The refusal, the look-up that found nothing running, and the request asked again.
+    traffic = [(r.method, r.status) for r in emu.requests if r.method == "POST" or "/operations" in r.path]
+    assert traffic[:2] == [("POST", 202), ("POST", 409)]
+    assert ("GET", 200) in traffic[2:-1]
+    assert traffic[-1] == ("POST", 204)
     assert len(emu.operations(type="POOL.ARCHIVE")) == 1
 
 
