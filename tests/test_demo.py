@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Runs every example DAG in `airflow dags test` subprocesses (~140 s): the whole suite runs it on one
+# (Airflow, Python) pair; the matrix cells run the same DAGs in-process (tests/test_example_dags.py).
+pytestmark = pytest.mark.demo
+
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "example_dags"
 
