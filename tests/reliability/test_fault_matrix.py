@@ -7,12 +7,18 @@ without a second operation, while the polls of the running operation wait the ou
 
 One emulator serves every case of the module, ``reset()`` between them; a case with a slow fault waits
 for the server to finish the requests its client gave up on, so they cannot act on the next case.
+
+No case leans on timing: the archive operation never ends by itself. It ends when the emulator's clock is
+advanced, which happens once the task has read it (every poll fault used up, then one answer), so every case
+takes the same path (a retried POST always meets the running operation, never a finished one) however
+loaded the machine is.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +39,8 @@ from airflow_provider_toloka.operators.archive import (
 
 MAX_RETRIES = 3  # four attempts per request
 HTTP_TIMEOUT = 0.15  # seconds; the "read time-out" fault answers later than this
-OPERATION_DURATION = 0.06  # long enough that the task polls at least once
+# Far longer than any case: the operation ends only when ``finished_once_polled`` advances the clock.
+OPERATION_DURATION = 3600.0
 POLL_INTERVAL = 0.02
 
 # name -> inject_fault() arguments, and what the failure message names once the budget is spent.
@@ -125,6 +132,36 @@ def connection(emu: TolokaEmulator) -> Iterator[None]:
             os.environ["AIRFLOW_CONN_TOLOKA_DEFAULT"] = saved
 
 
+def operation_polls(emu: TolokaEmulator) -> int:
+    """Polls of one operation (``GET .../operations/<id>``) answered so far, faulted ones included."""
+    return sum(1 for r in emu.requests if r.method == "GET" and "/operations/" in r.path)
+
+
+@contextmanager
+def finished_once_polled(emu: TolokaEmulator, poll_faults: int) -> Iterator[None]:
+    """Advance the emulator's clock past the operation once the task has polled it ``poll_faults + 1`` times.
+
+    At most ``poll_faults`` polls are faulted, so by then the task has read the running operation at least
+    once: the operation ends after the poll, never before it, whatever the machine's load. Counted from the
+    request log (a record exists once its answer has gone out), not from the wall clock.
+    """
+    done = threading.Event()
+
+    def finish() -> None:
+        while not done.wait(0.005):
+            if operation_polls(emu) > poll_faults:
+                emu.advance_clock(OPERATION_DURATION)
+                return
+
+    finisher = threading.Thread(target=finish, name="finish-operation", daemon=True)
+    finisher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        finisher.join()
+
+
 def run_case(
     emu: TolokaEmulator, operator_name: str, fault_name: str, target: str, *, over_budget: bool = False
 ) -> Outcome:
@@ -142,11 +179,13 @@ def run_case(
         operator = operator_cls(task_id="archive", poll_interval=POLL_INTERVAL, **{id_field: object_id})
         # The operator's own hook, with millisecond back-off instead of seconds so the matrix stays fast.
         operator.hook = TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
+        poll_faults = count if ("/operations/", "GET") in TARGETS[target] else 0
         error: BaseException | None = None
-        try:
-            operator.execute({"ti": RecordingTI()})
-        except Exception as exc:
-            error = exc
+        with finished_once_polled(emu, poll_faults):
+            try:
+                operator.execute({"ti": RecordingTI()})
+            except Exception as exc:
+                error = exc
         if fault["kind"] == "slow":
             time.sleep(fault["delay"])  # let the server finish what the client stopped waiting for
         faulted: dict[str, int] = {}
