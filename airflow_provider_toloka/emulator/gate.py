@@ -50,8 +50,10 @@ class Gate:
         faults: FaultPlan,
         limiter: RateLimiter,
         log: RequestLog,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
+        self.clock = clock  # the emulator's time, for RequestRecord.emulator_time
         self.tokens = frozenset(tokens)
         self.latency = 0.0
         self.faults = faults
@@ -62,7 +64,7 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        arrived, started = time.time(), time.perf_counter()
+        arrived, started, emulator_time = time.time(), time.perf_counter(), self.clock()
         request_id = str(uuid.uuid4())
         scope[REQUEST_ID_KEY] = request_id
         status = 0
@@ -79,7 +81,9 @@ class Gate:
             await self._dispatch(scope, receive, send_with_id, send)
         finally:
             duration = time.perf_counter() - started
-            self.log.append(RequestRecord(scope["method"], scope["path"], status, arrived, duration))
+            self.log.append(
+                RequestRecord(scope["method"], scope["path"], status, arrived, duration, emulator_time)
+            )
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, raw_send: Send) -> None:
         if self.latency > 0:

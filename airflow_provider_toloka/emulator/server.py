@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -84,10 +84,14 @@ class TolokaEmulator:
         host: str = "127.0.0.1",
         control: bool = False,
         control_token: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """:param control: also serve the HTTP control API under ``/_emulator/`` (``control.py``), for
             an emulator steered from another process; the CLI turns it on.
         :param control_token: if set, control requests need ``Authorization: Bearer <control_token>``.
+        :param clock: the real time the emulator's time runs on (Unix seconds). A test that passes a
+            fixed one (``lambda: t0``) gets a time that moves only by ``advance_clock``: operations end
+            exactly when it says, however slow the machine.
         """
         self.tokens = tuple(tokens)
         self.control = control or control_token is not None
@@ -95,7 +99,7 @@ class TolokaEmulator:
         if not self.tokens:
             raise ValueError("TolokaEmulator needs at least one token")
         self.host, self.port = host, port
-        self._state = EmulatorState()
+        self._state = EmulatorState(clock=clock)
         self.operation_duration = operation_duration
         self._faults = FaultPlan()
         self._limiter = RateLimiter()
@@ -106,6 +110,7 @@ class TolokaEmulator:
             faults=self._faults,
             limiter=self._limiter,
             log=self._log,
+            clock=self._state.now,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

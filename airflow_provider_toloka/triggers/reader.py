@@ -74,6 +74,22 @@ SLACK = 0.25
 YIELD_EVERY = 100
 
 
+def clock() -> float:
+    """The reader's time (Unix seconds): the wall clock.
+
+    With ``timed_wait`` the one seam to the real clock, so a test can run the reader on another time (the
+    emulator's movable clock, ``tests/triggers/test_reader.py``) and check its pace exactly, however
+    loaded the machine.
+    """
+    return time.time()
+
+
+async def timed_wait(event: asyncio.Event, seconds: float) -> None:
+    """Return when ``event`` is set or after ``seconds``, whichever comes first (see ``clock``)."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a wait ended: ``ended`` (SUCCESS or FAIL, with the log), ``timeout`` or ``error``.
@@ -135,7 +151,7 @@ class OperationReader:
 
     def add(self, operation_id: str, poll_interval: float, end_time: float | None) -> Waiter:
         delays = poll_delays(poll_interval)
-        waiter = Waiter(operation_id, poll_interval, end_time, delays, due=time.time() + next(delays))
+        waiter = Waiter(operation_id, poll_interval, end_time, delays, due=clock() + next(delays))
         self._waiters.add(waiter)
         self._by_id[operation_id].add(waiter)
         self.served += 1
@@ -211,14 +227,13 @@ class OperationReader:
 
     async def _sleep(self) -> None:
         while self._waiters:
-            now = time.time()
+            now = clock()
             wake = self._next_wake()
             if wake <= now:
                 break
             self._wake_at = wake
             self._changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wake - now)
+            await timed_wait(self._changed, wake - now)
         self._wake_at = -math.inf
 
     def _next_wake(self) -> float:
@@ -232,7 +247,7 @@ class OperationReader:
         return min(due, waiter.deadline)
 
     async def _round(self, hook: TolokaAsyncHook) -> None:
-        now = time.time()
+        now = clock()
         if self.outage.active and now < self._retry_at:
             self._expire(now)  # woken for a deadline during an outage
             return
@@ -249,8 +264,8 @@ class OperationReader:
             self.outage.max_wait = min(intervals)
             self.outage.min_wait = min(DEFAULT_RETRY_MIN_WAIT, self.outage.max_wait)
             starting = not self.outage.active
-            self._retry_at = time.time() + self.outage.failed(error)
-            self._expire(time.time())
+            self._retry_at = clock() + self.outage.failed(error)
+            self._expire(clock())
             if starting:
                 self._tell_all()
             return

@@ -2,19 +2,29 @@
 
 What a user (and the Toloka account) would notice is counted in the emulator's request log: how many
 requests the waits cost, which faults they met, and that every wait still ends with the right event.
+
+Tests of the reader's pace run it on the emulator's time (``emulator_time``): that time stands still but
+for ``advance_clock``, and each timed wait of the reader advances it instead of sleeping. The schedule the
+reader keeps is then read exactly from each request's ``emulator_time``, and operations end exactly when
+their duration says, however loaded the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from airflow_provider_toloka.emulator.server import TolokaEmulator
 from airflow_provider_toloka.hooks import toloka_async
 from airflow_provider_toloka.hooks.toloka import TolokaHook
+from airflow_provider_toloka.triggers import reader as reader_module
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 from airflow_provider_toloka.triggers.reader import active_reader
 
@@ -24,6 +34,27 @@ LIST = "/api/v1/operations"
 @pytest.fixture
 def emu(toloka_conn):
     return toloka_conn
+
+
+@pytest.fixture
+def emulator_time(monkeypatch) -> Iterator[TolokaEmulator]:
+    """An emulator whose time moves only by ``advance_clock``, and the reader running on that time.
+
+    Each timed wait of the reader advances the emulator's clock by what it would have slept (unless what
+    it waits on is already set), so rounds come exactly when the reader schedules them.
+    """
+    t0 = time.time()
+    with TolokaEmulator(clock=lambda: t0) as emulator:
+        monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", emulator.airflow_conn_json())
+
+        async def timed_wait(event: asyncio.Event, seconds: float) -> None:
+            await asyncio.sleep(0)  # whatever is ready runs first, e.g. a trigger registering
+            if not event.is_set():
+                emulator.advance_clock(seconds)
+
+        monkeypatch.setattr(reader_module, "clock", lambda: emulator.now.timestamp())
+        monkeypatch.setattr(reader_module, "timed_wait", timed_wait)
+        yield emulator
 
 
 def start_archives(emu, count: int, first: int = 100) -> list[str]:
@@ -62,8 +93,6 @@ async def until(condition, step: float = 0.02) -> None:
 
 
 def finish_times(emu, ids: list[str]) -> list[float]:
-    import datetime as dt
-
     finished = [op["finished"] for op in emu.operations() if op["id"] in ids]
     return [dt.datetime.fromisoformat(f).replace(tzinfo=dt.timezone.utc).timestamp() for f in finished]
 
@@ -76,9 +105,10 @@ def last_finish(emu, ids: list[str]) -> float:
     return max(finish_times(emu, ids))
 
 
-async def test_fifty_waits_cost_a_few_list_reads_per_poll_not_fifty_polls(emu):
+async def test_fifty_waits_cost_a_few_list_reads_per_poll_not_fifty_polls(emulator_time):
+    emu = emulator_time
     emu.operation_duration = 2.5
-    ids = start_archives(emu, 50)
+    ids = start_archives(emu, 50)  # all at one instant of the emulator's time: they end together
     emu.clear_requests()
 
     events = await wait_all(ids, poll_interval=1)
@@ -87,11 +117,10 @@ async def test_fifty_waits_cost_a_few_list_reads_per_poll_not_fifty_polls(emu):
     assert {e["operation_id"] for e in events} == set(ids)
     assert all(e["operation"]["status"] == "SUCCESS" and e["operation"]["finished"] for e in events)
     # While nothing had ended, every request was a page of the list, two per round (PENDING, RUNNING) at
-    # 0.5, 1.5 and 2.5 s; fifty triggers polling on their own would have sent 150 by then.
-    before_end = [r for r in emu.requests if r.time < first_finish(emu, ids)]
-    assert before_end
-    assert {r.path for r in before_end} == {LIST}
-    assert len(before_end) <= 12
+    # 0.5 and 1.5 s; fifty triggers polling on their own would have sent 100 by then. (Rounds come on
+    # the half second: 0.1 s spares the round at 2.5 s, when they end, the rounding of "finished".)
+    before_end = [r for r in emu.requests if r.emulator_time < first_finish(emu, ids) - 0.1]
+    assert [r.path for r in before_end] == [LIST] * 4
     # Each operation is read on its own at most once, when it has ended.
     for operation_id in ids:
         assert len(single_reads(emu, operation_id)) <= 1
@@ -114,31 +143,33 @@ async def test_a_burst_of_new_triggers_costs_one_round_not_one_read_each(emu):
 
 
 def sweeps(emu) -> list[float]:
-    """When each sweep began: list reads more than half a second after the previous one."""
-    times = [r.time for r in list_reads(emu)]
-    return [t for before, t in itertools.pairwise([-1.0, *times]) if t - before > 0.5]
+    """When each round that read a list ran, in the emulator's time (which stands still during a round)."""
+    return sorted({r.emulator_time for r in list_reads(emu)})
 
 
-async def test_while_operations_end_the_group_is_read_at_half_its_pace(emu):
-    # 80 operations ending over 12 s: about ten in every 1.5 s, so no sweep in that spell finds none
-    # ended, and enough sweeps fall inside it even when the first one after the first end comes late.
-    emu.operation_duration, emu.operation_duration_spread = 9.0, 12.0
-    ids = start_archives(emu, 80)
+async def test_while_operations_end_the_group_is_read_at_half_its_pace(emulator_time):
+    emu = emulator_time
+    # Two operations end every second of the emulator's time from 15.25 s to 26.25 s, so each sweep in
+    # that spell finds some ended; before it, nothing ends for several rounds.
+    ids: list[str] = []
+    for second in range(12):
+        emu.operation_duration = 15.25 + second
+        ids += start_archives(emu, 2, first=100 + 2 * second)
     emu.clear_requests()
 
     events = await wait_all(ids, poll_interval=3)
 
-    assert [e["status"] for e in events] == ["success"] * 80
+    assert [e["status"] for e in events] == ["success"] * 24
     first_end, last_end = first_finish(emu, ids), last_finish(emu, ids)
     starts = sweeps(emu)
     # Past the fast first reads (0.5, 1 and 2 s apart) and nothing ended yet: every poll_interval.
     quiet = [b - a for a, b in itertools.pairwise(starts) if a > starts[0] + 2 and b < first_end]
-    assert quiet
-    assert min(quiet) >= 2.7
-    # Once sweeps miss operations (they are ending), every 1.5 s, until the last has ended.
+    assert len(quiet) >= 3
+    assert quiet == pytest.approx([3.0] * len(quiet))
+    # Once sweeps miss operations (they are ending), every half poll_interval, until the last has ended.
     ending = [b - a for a, b in itertools.pairwise(starts) if a > first_end and b < last_end]
     assert len(ending) >= 3
-    assert max(ending) <= 2.25
+    assert ending == pytest.approx([1.5] * len(ending))
 
 
 async def test_a_429_is_met_once_for_everyone_and_its_retry_after_honoured(emu):
