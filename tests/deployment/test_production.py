@@ -36,10 +36,11 @@ pytestmark = pytest.mark.production
 
 DAG_FILE = Path(__file__).with_name("dags") / "production" / "toloka_production.py"
 DAG_ID = "toloka_production"
-# Long enough that the waits are in progress when the outage begins (every archive is submitted by then),
-# and that the training's wait outlasts the api-server restart (over a minute on a busy 2-core machine):
-# a try that finishes while the api-server is down cannot report it and is retried.
-OPERATION_SECONDS = 90.0
+# Operations never end by themselves: the test ends them by advancing the emulator's clock this much once
+# it has struck while they run (the pools after the outage and the worker's death, the training after the
+# api-server restart, then the project). So the waits are in progress whenever a fault strikes, however
+# slow the machine, and no one waits out a fixed duration (90 s per step before: a third of the test).
+OPERATION_SECONDS = 3600.0
 OUTAGE_SECONDS = 60.0
 # The production settings the test needs (docs/deployment.md, "A production recipe"): a try whose worker
 # died is failed, and so retried, after this many seconds without a heartbeat (Airflow's default: 300).
@@ -207,6 +208,8 @@ def run(production: tuple[AirflowStack, PostgreSQL]) -> Run:
 
         wait_until("the outage ends", lambda: emulator_said(stack, "Outage over"), OUTAGE_SECONDS + 30)
         result.fault("Toloka outage ends")
+        emulator.advance_clock(OPERATION_SECONDS)
+        result.fault("the pools' archive operations end (emulator clock advanced)")
 
         # 4. The api-server, while the training waits in its worker (polling Toloka, past Airflow's start-up
         # calls: a try that cannot reach the api-server while it starts fails, whatever the provider does).
@@ -223,6 +226,9 @@ def run(production: tuple[AirflowStack, PostgreSQL]) -> Run:
         result.fault("api-server healthy again")
 
         def finished() -> dict[str, Any] | None:
+            # The training's archive, then the project's: each ends once the test sees it running.
+            if any(op["status"] in ("PENDING", "RUNNING") for op in emulator.operations()):
+                emulator.advance_clock(OPERATION_SECONDS)
             state = stack.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
             return state if state["state"] in ("success", "failed") else None
 
