@@ -150,3 +150,15 @@ def test_the_archive_base_class_says_so_and_keeps_its_old_name() -> None:
     # Methods named for what they do: one may defer (raise), the other pushes to XCom.
     assert not hasattr(archive.TolokaArchiveBaseOperator, "_finish")
     assert not hasattr(archive.TolokaArchiveBaseOperator, "_follow")
+
+
+def test_the_cascade_branch_lives_in_cascade() -> None:
+    # The project operator held the cascade's option checks, its shared-pace hook and its held-back
+    # handling; they are cascade/task.py's, and the operator only hands over to it.
+    source = (PACKAGE / "operators" / "archive.py").read_text()
+    names = {
+        node.id if isinstance(node, ast.Name) else node.attr
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Name | ast.Attribute)
+    }
+    assert not names & {"SharedThrottle", "TolokaCascadeHeldBack", "archive_project_cascade", "validate_count"}
