@@ -75,7 +75,7 @@ YIELD_EVERY = 100
 
 
 @dataclass(frozen=True)
-class Outcome:
+class WaitOutcome:
     """How a wait ended: ``ended`` (SUCCESS or FAIL, with the log), ``timeout`` or ``error``.
 
     ``operation`` is Toloka's last answer about it (``None`` if never read); ``message`` says why for an
@@ -98,7 +98,7 @@ class Waiter:
     due: float
     graduated: bool = False  # reached its poll_interval: read with the group
     seen: dict[str, Any] | None = None
-    outcome: Outcome | None = None
+    outcome: WaitOutcome | None = None
     news: asyncio.Event = field(default_factory=asyncio.Event)  # set on every read and at the end
 
     @property
@@ -389,9 +389,9 @@ class OperationReader:
         for waiter in list(self._by_id.get(operation_id, ())):
             waiter.seen = operation
             if status.is_terminal:
-                self._resolve(waiter, Outcome("ended", operation))
+                self._resolve(waiter, WaitOutcome("ended", operation))
             elif now >= waiter.deadline:
-                self._resolve(waiter, Outcome("timeout", operation))
+                self._resolve(waiter, WaitOutcome("timeout", operation))
             else:
                 self._advance(waiter, now)
                 waiter.news.set()
@@ -407,12 +407,12 @@ class OperationReader:
 
     def _end(self, operation_id: str, kind: Literal["ended", "timeout", "error"], message: str) -> None:
         for waiter in list(self._by_id.get(operation_id, ())):
-            self._resolve(waiter, Outcome(kind, waiter.seen, message))
+            self._resolve(waiter, WaitOutcome(kind, waiter.seen, message))
 
     def _expire(self, now: float) -> None:
         """Time out the waits whose deadline passed while Toloka could not be read."""
         for waiter in [waiter for waiter in self._waiters if waiter.deadline <= now]:
-            self._resolve(waiter, Outcome("timeout", waiter.seen, self.outage.describe()))
+            self._resolve(waiter, WaitOutcome("timeout", waiter.seen, self.outage.describe()))
 
     def _tell_all(self) -> None:
         """Wake every trigger to log the start or the end of an outage in its own task's log."""
@@ -421,9 +421,9 @@ class OperationReader:
 
     def _fail_all(self, message: str) -> None:
         for waiter in list(self._waiters):
-            self._resolve(waiter, Outcome("error", waiter.seen, message))
+            self._resolve(waiter, WaitOutcome("error", waiter.seen, message))
 
-    def _resolve(self, waiter: Waiter, outcome: Outcome) -> None:
+    def _resolve(self, waiter: Waiter, outcome: WaitOutcome) -> None:
         waiter.outcome = outcome
         waiter.news.set()
         self._forget(waiter)
