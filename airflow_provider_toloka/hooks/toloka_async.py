@@ -187,7 +187,7 @@ class TolokaAsyncHook(BaseHook):
         return is_retryable(error, (httpx.TransportError,))
 
     async def get_operation(self, operation_id: str) -> dict[str, Any]:
-        """One operation, for the trigger's poll: transient faults retry here, in the event loop."""
+        """One operation, for the trigger reader. Retries as ``max_retries`` says (the reader sets 0)."""
         return await self._get(f"/operations/{validate_id('operation_id', operation_id)}")
 
     async def list_operations(
