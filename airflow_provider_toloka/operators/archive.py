@@ -89,6 +89,9 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         refusal, when it gives one, is used instead.
     :param archivable_timeout: seconds from the first refusal after which the task fails; ``None``
         waits without limit.
+    :param durable: ``ResumableJobMixin``'s own (passed through): ``False`` keeps no operation id in
+        ``task_state_store``, so a retry asks Toloka again and the hook finds the running archive.
+        Default ``True`` on Airflow 3.3+; below 3.3 it has no effect (the mixin warns).
     """
 
     object_kind: ClassVar[ObjectKind]

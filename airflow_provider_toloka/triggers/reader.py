@@ -25,12 +25,12 @@ starts, then twice as long each time up to its ``poll_interval``; a trigger that
 ``poll_interval`` joins the group read every (shortest) ``poll_interval``. So a burst of new triggers costs
 one round, not one read each. While operations are ending (the last sweep missed some), the group is read
 every half ``poll_interval``: the pages cost little next to the single reads the ended operations need
-anyway, and each round then has half as many to read, so events come sooner (at 5000 waits ending together,
-a round at the full pace spent 6 s reading a thousand and a half of them).
+anyway, and each round then has half as many to read, so events come sooner (``benchmarks/bench_trigger.py``
+prints the event delays when thousands of waits end together).
 
 Faults hit the shared read once, for everyone. A transient one (429, 5xx, a dropped or timed-out
-connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (a
-``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when it starts
+connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (equal
+jitter; a ``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when it starts
 and when it ends. A refusal of a list falls back to reading the due operations one by one, so a wait that a
 single read would survive never fails; a refusal of one operation's read (404, 401, …) ends that wait.
 
