@@ -31,8 +31,9 @@ prints the event delays when thousands of waits end together).
 Faults hit the shared read once, for everyone. A transient one (429, 5xx, a dropped or timed-out
 connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (equal
 jitter; a ``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when
-it starts and when it ends. A refusal of a list falls back to reading the due operations one by one, so a wait that a
-single read would survive never fails; a refusal of one operation's read (404, 401, …) ends that wait.
+it starts and when it ends. A refusal of a list falls back to reading the due operations one by one, so a
+wait that a single read would survive never fails; a refusal of one operation's read (404, 401, …) ends
+that wait.
 
 The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
