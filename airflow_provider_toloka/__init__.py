@@ -95,6 +95,14 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Seconds to wait for one answer from Toloka (default 30).",
                         "schema": {"type": ["number", "null"], "minimum": 1},
                     },
+                    "requests_per_second": {
+                        "label": "Requests per second",
+                        "description": (
+                            "This connection's share of the account's limit (Toloka's is 300). Each task "
+                            "then paces its requests from the first one. Empty: slow down on HTTP 429."
+                        ),
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 300},
+                    },
                 },
                 "ui-field-behaviour": {
                     # Everything Toloka needs has a field of its own above, so the raw JSON is hidden too.

@@ -8,6 +8,7 @@ scheme) cannot drift apart.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,8 @@ API_PATH = "/api/v1"
 USER_AGENT = f"airflow-provider-toloka/{__version__}"
 # Seconds to wait for one HTTP answer unless the caller or the connection's ``timeout`` extra says otherwise.
 DEFAULT_TIMEOUT = 30.0
+# Toloka refuses more than this many requests a second from one account (its API reference, "Rate limits").
+MAX_REQUESTS_PER_SECOND = 300.0
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -51,6 +54,8 @@ class TolokaConnectionSettings:
     ui_base_url: str = UI_BASE_URLS["production"]
     max_retries: int | None = None
     timeout: float | None = None
+    # None: learn the pace from Toloka's 429s (throttle.SharedThrottle); set: pace from the first request.
+    requests_per_second: float | None = None
 
     @property
     def authorization(self) -> str:
@@ -114,6 +119,7 @@ class TolokaConnectionSettings:
                 timeout = validate_seconds("timeout", float(timeout))
         except (TypeError, ValueError):
             raise bad("extra.timeout", timeout, "pass a positive number of seconds, e.g. 30.") from None
+        requests_per_second = _requests_per_second(extra.get("requests_per_second"), bad)
 
         return cls(
             conn_id=conn_id,
@@ -123,7 +129,26 @@ class TolokaConnectionSettings:
             ui_base_url=str(extra.get("ui_base_url") or ui_default).rstrip("/"),
             max_retries=max_retries,
             timeout=timeout,
+            requests_per_second=requests_per_second,
         )
+
+
+def _requests_per_second(value: Any, bad: Any) -> float | None:
+    """The declared pace: empty (forms save ``""``) means unset; else a number in (0, 300]."""
+    if value is None or value == "":
+        return None
+    fix = (
+        f"pass the requests a second this connection may send, above 0 and at most "
+        f"{MAX_REQUESTS_PER_SECOND:g} (Toloka's limit per account), e.g. 100; or leave it empty to "
+        "learn the pace from Toloka's 429 answers."
+    )
+    try:
+        rate = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        raise bad("extra.requests_per_second", value, fix) from None
+    if not (0 < rate <= MAX_REQUESTS_PER_SECOND):  # NaN fails every comparison, inf the second
+        raise bad("extra.requests_per_second", value, fix)
+    return rate
 
 
 def _parse_host(host: str, port: int | None, bad: Any) -> str:
