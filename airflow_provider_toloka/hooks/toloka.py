@@ -66,14 +66,15 @@ class TolokaHook(BaseHook):
 
     :param toloka_conn_id: Airflow connection holding the token (password) and, in extra,
         ``environment`` (``production``/``sandbox``), ``auth_scheme`` (``OAuth``/``ApiKey``),
-        ``max_retries`` and ``timeout``; a ``host`` overrides the environment.
+        ``max_retries``, ``timeout`` and ``requests_per_second``; a ``host`` overrides the environment.
     :param timeout: seconds to wait for one HTTP answer (default: connection extra, else 30).
     :param max_retries: retries of a request after a 429, 5xx, dropped connection or time-out
         (default: connection extra, else 5). Other 4xx answers are never retried.
     :param retry_min_wait: first back-off delay in seconds; it doubles up to ``retry_max_wait``.
     :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
     :param throttle: consulted before every request and told every answer's status, so threads
-        sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own.
+        sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own. A
+        connection's ``requests_per_second`` extra sets its pace from the first request.
     :param max_connections: connections to Toloka kept open for reuse. Threads sharing the hook beyond
         this number open and drop a connection per request, so size it to the threads.
     """
@@ -179,9 +180,25 @@ class TolokaHook(BaseHook):
         finally:
             release(retrying)
 
+    @cached_property
+    def _throttle(self) -> Throttle | None:
+        """The given throttle, keeping to the connection's ``requests_per_second`` when it declares one.
+
+        A hook given none gets its own ``SharedThrottle`` then, so a plain archive or a sensor is paced too.
+        """
+        rate = self.settings.requests_per_second
+        if rate is None:
+            return self.throttle
+        from airflow_provider_toloka.throttle import SharedThrottle
+
+        throttle = self.throttle if self.throttle is not None else SharedThrottle()
+        throttle.keep_to(rate)
+        return throttle
+
     def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
-        if self.throttle is not None:
-            self.throttle.before_request()
+        throttle = self._throttle
+        if throttle is not None:
+            throttle.before_request()
         response = self._session.request(
             method,
             self.settings.api_url + path,
@@ -190,8 +207,8 @@ class TolokaHook(BaseHook):
             # A redirect could carry the token to a host the user never configured.
             allow_redirects=False,
         )
-        if self.throttle is not None:
-            self.throttle.after_response(
+        if throttle is not None:
+            throttle.after_response(
                 response.status_code, parse_retry_after(response.headers.get("Retry-After"))
             )
         return read_answer(

@@ -34,6 +34,10 @@ connection) stops the round and the reader tries again after the back-off of ``o
 and when it ends. A refusal of a list falls back to reading the due operations one by one, so a wait that a
 single read would survive never fails; a refusal of one operation's read (404, 401, …) ends that wait.
 
+A connection that declares ``requests_per_second`` has each reader keep to it (``throttle.AsyncPacer``):
+the rounds' list pages and single reads go out one pace interval apart, never as a burst. It is the
+reader's own pace: the account's budget is split between tasks and triggerers in ``docs/deployment.md``.
+
 The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
 ``MAX_AGE`` seconds, so a rotated token reaches it as it reaches the client.
@@ -60,6 +64,7 @@ from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
 from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
+from airflow_provider_toloka.throttle import AsyncPacer
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,8 @@ class OperationReader:
         self._list_refused = False
         self._ending = False  # the last sweep missed waited operations: they are ending, read sooner
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
+        # Every request of this reader, whichever client it goes through, keeps one declared pace.
+        self.pacer = AsyncPacer()
         self.served = 0
         self.list_reads = 0
         self.single_reads = 0
@@ -191,8 +198,9 @@ class OperationReader:
 
     async def _open(self) -> TolokaAsyncHook:
         # One attempt per request: the reader rides out faults itself, for as long as the deadlines allow.
-        hook = TolokaAsyncHook(self.conn_id, max_retries=0)
+        hook = TolokaAsyncHook(self.conn_id, max_retries=0, pacer=self.pacer)
         await hook.__aenter__()
+        self.pacer.rate = hook.settings.requests_per_second  # the connection may have changed
         return hook
 
     async def _renewed(self, hook: TolokaAsyncHook) -> TolokaAsyncHook:
