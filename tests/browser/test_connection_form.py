@@ -129,7 +129,7 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
     for wanted in (
         *("Host override", "API token", "Environment", "Authorization scheme", "Web UI base URL"),
-        *("Retries", "Request timeout (seconds)"),
+        *("Retries", "Request timeout (seconds)", "Requests per second"),
     ):
         assert wanted in labels
     for hidden in ("Login", "Port", "Schema"):
