@@ -25,9 +25,10 @@ traffic still pauses and lowers it as above). ``AsyncPacer`` is the same declare
 triggerer's shared reader, on its event loop. Nothing in the dependency set paces requests (tenacity
 only retries them), and the slot logic is already here, so the pacer is a few lines more of it.
 
-A declared pace keeps ``DECLARED_SPARE`` (2 %) below the rate: sent exactly at a limit that Toloka
-counts over a sliding second, request ``n + 1`` goes out exactly a second after request 1, and arriving
-a millisecond early is a 429. Two per cent keeps any ``n + 1`` sends at least 20 ms further apart.
+A declared pace keeps ``DECLARED_SPARE`` (2 %) below the rate: sent exactly at a limit counted over a
+sliding second (the emulator's way; Toloka does not document its own), request ``n + 1`` goes out exactly
+a second after request 1, and arriving a millisecond early is a 429. Two per cent keeps any ``n + 1``
+sends at least 20 ms further apart than that.
 """
 
 from __future__ import annotations
