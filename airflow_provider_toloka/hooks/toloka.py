@@ -8,7 +8,7 @@ with back-off, and turning answers (including Toloka's error bodies) into data o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +24,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaError,
     TolokaOperationFailed,
     TolokaOperationTimeout,
+    TolokaQuotaExhausted,
 )
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status, poll_delays
@@ -76,6 +77,10 @@ class TolokaHook(BaseHook):
         sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own.
     :param max_connections: connections to Toloka kept open for reuse. Threads sharing the hook beyond
         this number open and drop a connection per request, so size it to the threads.
+    :param wait_out_quota: wait for an HOUR or DAY quota to reset (``TolokaQuotaExhausted``) when it
+        resets before ``deadline``, instead of raising it at once.
+    :param deadline: Unix time by which the task must be done (``None``: no limit); the operators set it
+        from their ``execution_timeout`` and ``timeout``.
     """
 
     conn_name_attr = "toloka_conn_id"
@@ -103,6 +108,8 @@ class TolokaHook(BaseHook):
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         throttle: Throttle | None = None,
         max_connections: int = 10,
+        wait_out_quota: bool = False,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
@@ -112,6 +119,10 @@ class TolokaHook(BaseHook):
         self.retry_max_wait = validate_seconds("retry_max_wait", retry_max_wait)
         self.throttle = throttle
         self.max_connections = validate_count("max_connections", max_connections, minimum=1)
+        self.wait_out_quota = wait_out_quota
+        self.deadline = deadline
+        # What a retry sleeps with (``None``: ``time.sleep``); tests count the waits instead of sitting them.
+        self.sleep: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(toloka_conn_id={self.toloka_conn_id!r})"
@@ -172,7 +183,10 @@ class TolokaHook(BaseHook):
                 max_wait=self.retry_max_wait,
                 transient=_TRANSIENT_ERRORS,
                 log=self.log,
-            )
+                wait_out_quota=self.wait_out_quota,
+                deadline=self.deadline,
+            ),
+            sleep=self.sleep or time.sleep,
         )
         try:
             return retrying(self._send, method, path, params)
@@ -190,20 +204,27 @@ class TolokaHook(BaseHook):
             # A redirect could carry the token to a host the user never configured.
             allow_redirects=False,
         )
-        if self.throttle is not None:
-            self.throttle.after_response(
-                response.status_code, parse_retry_after(response.headers.get("Retry-After"))
+        long_quota = False
+        try:
+            return read_answer(
+                method,
+                path,
+                status_code=response.status_code,
+                headers=response.headers,
+                text=response.text,
+                reason=response.reason,
+                api_url=self.settings.api_url,
+                scrub=self.settings.scrub,
             )
-        return read_answer(
-            method,
-            path,
-            status_code=response.status_code,
-            headers=response.headers,
-            text=response.text,
-            reason=response.reason,
-            api_url=self.settings.api_url,
-            scrub=self.settings.scrub,
-        )
+        except TolokaQuotaExhausted:
+            # An hour or day quota says nothing about the pace: pausing every thread would not bring it back.
+            long_quota = True
+            raise
+        finally:
+            if self.throttle is not None and not long_quota:
+                self.throttle.after_response(
+                    response.status_code, parse_retry_after(response.headers.get("Retry-After"))
+                )
 
     # -- archive ------------------------------------------------------------------------------
 
