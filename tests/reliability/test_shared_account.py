@@ -112,14 +112,17 @@ def test_an_account_the_user_is_not_a_member_of_is_refused_once_with_a_403(emu, 
         (["acc42"], "as a string"),
     ],
 )
-def test_a_bad_value_is_refused_before_any_request_naming_the_field_and_the_fix(emu, monkeypatch, value, problem):
+def test_a_bad_value_is_refused_before_any_request_naming_the_field_and_the_fix(
+    emu, monkeypatch, value, problem
+):
     monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", conn_json(emu, act_under_account_id=value))
     hook = TolokaHook()
     with pytest.raises(ValueError, match="extra.act_under_account_id=") as refused:
         hook.get_pool("10")
     assert problem in str(refused.value)
     ok, message = TolokaHook().test_connection()
-    assert not ok and "act_under_account_id" in message
+    assert not ok
+    assert "act_under_account_id" in message
     assert emu.requests == [], "refused before anything was sent"
 
 
@@ -130,5 +133,6 @@ def test_the_account_stays_out_of_log_lines_that_could_hold_the_token(emu, caplo
         TolokaHook(retry_min_wait=0.01, retry_max_wait=0.02).get_pool("10")
     text = caplog.text + "".join(capfd.readouterr())
     assert "HTTP 503" in text
-    assert emu.token not in text and ACCOUNT not in text
+    assert emu.token not in text
+    assert ACCOUNT not in text
     assert accounts_sent(emu) == {ACCOUNT}

@@ -40,7 +40,9 @@ def start_archive(emu, conn_id: str, pool_id: str) -> str:
 
 
 async def wait(conn_id: str, operation_id: str) -> dict:
-    [event] = [e.payload async for e in TolokaOperationTrigger(operation_id, conn_id, poll_interval=0.1).run()]
+    [event] = [
+        e.payload async for e in TolokaOperationTrigger(operation_id, conn_id, poll_interval=0.1).run()
+    ]
     return event
 
 
@@ -88,4 +90,5 @@ async def test_a_changed_account_keeps_running_waits_on_the_old_one_and_new_wait
     assert [e["status"] for e in events] == ["success", "success"]
     assert {r.account for r in emu.requests if r.path == f"{OPS}/{old_op}"} == {"team-a"}
     assert {r.account for r in emu.requests if r.path == f"{OPS}/{new_op}"} == {"team-b"}
-    assert old_reader is not None and old_reader.closed
+    assert old_reader is not None
+    assert old_reader.closed
