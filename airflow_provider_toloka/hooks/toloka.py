@@ -35,6 +35,7 @@ from airflow_provider_toloka.retry import (
     DEFAULT_RETRY_MIN_WAIT,
     is_retryable,
     parse_retry_after,
+    quota_fits,
     release,
     retry_policy,
 )
@@ -121,7 +122,7 @@ class TolokaHook(BaseHook):
         self.max_connections = validate_count("max_connections", max_connections, minimum=1)
         self.wait_out_quota = wait_out_quota
         self.deadline = deadline
-        # What a retry sleeps with (``None``: ``time.sleep``); tests count the waits instead of sitting them.
+        # What retries and waits sleep with (``None``: ``time.sleep``); tests count the waits instead.
         self.sleep: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
@@ -385,9 +386,13 @@ class TolokaHook(BaseHook):
             try:
                 operation = self.get_operation(operation_id, retry=False)
             except Exception as error:
-                if not self.is_transient(error):
+                if isinstance(error, TolokaQuotaExhausted) and self._may_wait_out(error, deadline):
+                    self.log.warning("%s; waiting %.0f s for it (wait_out_quota)", error, error.resets_in)
+                    fault, delay = error, error.resets_in
+                elif not self.is_transient(error):
                     raise
-                fault, delay = error, outage.failed(error)
+                else:
+                    fault, delay = error, outage.failed(error)
             else:
                 fault = None
                 outage.recovered()
@@ -404,7 +409,14 @@ class TolokaHook(BaseHook):
                 if remaining <= 0:
                     raise TolokaOperationTimeout(operation, timeout or 0) from fault
                 delay = min(delay, remaining)
-            time.sleep(delay)
+            (self.sleep or time.sleep)(delay)
+
+    def _may_wait_out(self, error: TolokaQuotaExhausted, wait_deadline: pendulum.DateTime | None) -> bool:
+        """``wait_out_quota`` is on and the quota resets before both the task's and this wait's deadline."""
+        limits = [self.deadline] if self.deadline is not None else []
+        if wait_deadline is not None:
+            limits.append(wait_deadline.timestamp())
+        return self.wait_out_quota and quota_fits(error, min(limits) if limits else None)
 
     def operation_failed(self, operation: dict[str, Any]) -> TolokaOperationFailed:
         """The error for a FAIL operation, with Toloka's log of it attached when it can be read."""

@@ -203,3 +203,32 @@ async def test_the_triggerers_reader_ends_the_wait_at_once_instead_of_riding_it_
 
 async def _events(trigger: TolokaOperationTrigger) -> list[dict]:
     return [event.payload async for event in trigger.run()]
+
+
+def test_a_wait_on_an_operation_fails_at_once_or_waits_it_out_within_both_deadlines(emu):
+    emu.operation_duration = 30
+    operation = TolokaHook().archive_pool("10")
+    path = f"/operations/{operation['id']}"
+
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=path, count=1)
+    hook, slept = recording_hook()
+    with pytest.raises(TolokaQuotaExhausted):
+        hook.wait_for_operation(operation["id"], poll_interval=1)
+    assert (statuses(emu), slept) == ([429], [])
+
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=path, count=1)
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(DAY))
+    with pytest.raises(TolokaQuotaExhausted):  # its own timeout is shorter than the reset
+        hook.wait_for_operation(operation["id"], poll_interval=1, timeout=600)
+    assert (statuses(emu), slept) == ([429], [])
+
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=path, count=1)
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(DAY))
+    hook.sleep = lambda seconds: (slept.append(seconds), emu.advance_clock(seconds))
+    final = hook.wait_for_operation(operation["id"], poll_interval=1, timeout=2 * HOUR)
+    assert final["status"] == "SUCCESS"
+    assert statuses(emu) == [429, 200]
+    assert slept == [HOUR]
