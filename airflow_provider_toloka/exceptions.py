@@ -70,8 +70,10 @@ class TolokaApiError(TolokaError):
 
     @property
     def quota(self) -> str | None:
-        """Which quota a 429 says ran out (``payload.interval``: ``MIN``, ``HOUR``, ``DAY``); ``None`` for the
-        per-second rate limit, which names none."""
+        """Which quota a 429 says ran out (``payload.interval``: ``MIN``, ``HOUR``, ``DAY``).
+
+        ``None`` for any other status and for the per-second rate limit, whose 429 names none.
+        """
         if self.status_code != 429 or not isinstance(self.payload, dict):
             return None
         interval = self.payload.get("interval")
@@ -91,7 +93,8 @@ class TolokaApiError(TolokaError):
         if self.status_code == 403:
             return (
                 "the token's account may not touch this object: use a token (OAuth or ApiKey) of the "
-                "requester account that owns it, issued for the same environment (sandbox or production)"
+                "requester account that owns it, issued for the same environment (sandbox or production); "
+                "with act_under_account_id, check that the token's user is a member of that account"
             )
         if self.status_code == 404:
             return "check the id: Toloka does not know it (or the token's account cannot see it)"

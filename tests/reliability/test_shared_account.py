@@ -97,6 +97,7 @@ def test_an_account_the_user_is_not_a_member_of_is_refused_once_with_a_403(emu, 
         TolokaHook().get_pool("10")
     assert (refused.value.status_code, refused.value.code) == (403, "ACCESS_DENIED")
     assert "someone-else" in str(refused.value)
+    assert "with act_under_account_id, check that the token's user is a member" in str(refused.value)
     assert [(r.status, r.account) for r in emu.requests] == [(403, "someone-else")], "a 403 is not retried"
 
 
