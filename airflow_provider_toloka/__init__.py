@@ -85,6 +85,14 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["string", "null"]},
                     },
+                    "act_under_account_id": {
+                        "label": "Act under account",
+                        "description": (
+                            "Id of a shared account the token's user is a member of: every request acts "
+                            "under it (header X-Act-Under-Account-ID). Empty: the token's own account."
+                        ),
+                        "schema": {"type": ["string", "null"], "maxLength": 128},
+                    },
                     "max_retries": {
                         "label": "Retries",
                         "description": "Retries after HTTP 429, 5xx or a dropped connection (default 5).",

@@ -32,6 +32,9 @@ USER_AGENT = f"airflow-provider-toloka/{__version__}"
 DEFAULT_TIMEOUT = 30.0
 # Toloka refuses more than this many requests a second from one account (its API reference, "Rate limits").
 MAX_REQUESTS_PER_SECOND = 300.0
+# toloka-kit's name for the header that makes a member of a shared account act under it.
+ACT_UNDER_ACCOUNT_HEADER = "X-Act-Under-Account-ID"
+MAX_ACCOUNT_ID_LENGTH = 128
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -56,6 +59,7 @@ class TolokaConnectionSettings:
     timeout: float | None = None
     # None: learn the pace from Toloka's 429s (throttle.SharedThrottle); set: pace from the first request.
     requests_per_second: float | None = None
+    act_under_account_id: str | None = None
 
     @property
     def authorization(self) -> str:
@@ -64,7 +68,14 @@ class TolokaConnectionSettings:
     @property
     def headers(self) -> dict[str, str]:
         """What every request carries, from the sync hook and the async trigger alike."""
-        return {"Authorization": self.authorization, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {
+            "Authorization": self.authorization,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        if self.act_under_account_id:
+            headers[ACT_UNDER_ACCOUNT_HEADER] = self.act_under_account_id
+        return headers
 
     def scrub(self, text: str) -> str:
         """Hide the token should a server or proxy ever echo it back into an answer we show."""
@@ -123,6 +134,7 @@ class TolokaConnectionSettings:
 
         return cls(
             conn_id=conn_id,
+            act_under_account_id=_parse_account_id(extra.get("act_under_account_id"), bad),
             api_url=root + API_PATH,
             token=token,
             auth_scheme=scheme,
@@ -149,6 +161,34 @@ def _requests_per_second(value: Any, bad: Any) -> float | None:
     if not (0 < rate <= MAX_REQUESTS_PER_SECOND):  # NaN fails every comparison, inf the second
         raise bad("extra.requests_per_second", value, fix)
     return rate
+
+
+def _parse_account_id(value: Any, bad: Any) -> str | None:
+    """The shared account to act under; ``None`` (the token's own) when unset or ``""`` (as forms save it).
+
+    Checked before any request: a stray space or newline would otherwise reach Toloka as part of a header
+    (or be refused by the HTTP library with a message that names neither the field nor the fix).
+    """
+    if value is None or value == "":
+        return None
+    name = "extra.act_under_account_id"
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise bad(name, value, 'give the account id as a string, e.g. "a1b2c3", or leave it empty.')
+    if len(value) > MAX_ACCOUNT_ID_LENGTH:
+        raise bad(
+            name,
+            f"{value[:20]}...",
+            f"it is {len(value)} characters long, over {MAX_ACCOUNT_ID_LENGTH}: paste only the account id.",
+        )
+    if any(char.isspace() for char in value):
+        raise bad(name, value, "it contains whitespace: remove the spaces, tabs or line breaks in it.")
+    if any(not char.isprintable() for char in value):
+        raise bad(name, value, "it contains control characters: paste only the account id.")
+    if not value.isascii():
+        raise bad(name, value, "an HTTP header carries ASCII only: paste the account id as Toloka shows it.")
+    return value
 
 
 def _parse_host(host: str, port: int | None, bad: Any) -> str:

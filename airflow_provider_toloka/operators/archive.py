@@ -42,6 +42,7 @@ from airflow_provider_toloka.links import (
     object_page_url,
 )
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
+from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
 from airflow_provider_toloka.validation import (
     validate_count,
     validate_id,
@@ -87,6 +88,9 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         refusal, when it gives one, is used instead.
     :param archivable_timeout: seconds from the first refusal after which the task fails; ``None``
         waits without limit.
+    :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait in the worker for it to
+        reset, if that falls before the task's ``execution_timeout`` and ``timeout``, instead of failing
+        at once with ``TolokaQuotaExhausted`` (see ``docs/reliability.md``).
     """
 
     object_kind: ClassVar[ObjectKind]
@@ -105,10 +109,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         wait_until_archivable: bool = False,
         archivable_check_interval: float = DEFAULT_ARCHIVABLE_CHECK_INTERVAL,
         archivable_timeout: float | None = DEFAULT_ARCHIVABLE_TIMEOUT,
+        wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.toloka_conn_id = toloka_conn_id
+        self.wait_out_quota = validate_wait_out_quota(wait_out_quota)
         self.wait_for_completion = wait_for_completion
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.timeout = validate_optional_seconds("timeout", timeout)
@@ -132,7 +138,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
     def hook(self) -> TolokaHook:
         from airflow_provider_toloka.hooks.toloka import TolokaHook
 
-        return TolokaHook(toloka_conn_id=self.toloka_conn_id)
+        return TolokaHook(toloka_conn_id=self.toloka_conn_id, **self._quota_terms())
+
+    def _quota_terms(self) -> dict[str, Any]:
+        """The hook's ``wait_out_quota`` and deadline; the hook is built when the task starts to use it."""
+        deadline = task_deadline(self.execution_timeout, self.timeout)
+        return {"wait_out_quota": self.wait_out_quota, "deadline": deadline}
 
     # Where the mixin keeps the operation id across tries; renaming it breaks in-flight retries.
     external_id_key = "toloka_archive_operation_id"
@@ -397,13 +408,14 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
         from airflow_provider_toloka.throttle import SharedThrottle
 
         if not self.cascade:
-            return TolokaHook(toloka_conn_id=self.toloka_conn_id)
+            return TolokaHook(toloka_conn_id=self.toloka_conn_id, **self._quota_terms())
         # The cascade's workers share one pace, so a 429 slows them all instead of each alone, and a
         # connection each (plus the watcher's), so none is opened and dropped per request.
         return TolokaHook(
             toloka_conn_id=self.toloka_conn_id,
             throttle=SharedThrottle(),
             max_connections=self.max_concurrency + 1,
+            **self._quota_terms(),
         )
 
     def execute(self, context: Context) -> dict[str, Any] | None:

@@ -41,6 +41,11 @@ reader's own pace: the account's budget is split between tasks and triggerers in
 The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
 ``MAX_AGE`` seconds, so a rotated token reaches it as it reaches the client.
+
+Readers are per connection, so two connections that differ only in ``act_under_account_id`` never share one:
+an operation is read under the account that started it. Should a re-read find the connection's account
+changed, the reader keeps its client for the waits it has (their operations belong to the old account) and
+leaves the registry, so triggers from then on get a reader of their own under the new account.
 """
 
 from __future__ import annotations
@@ -126,6 +131,7 @@ class OperationReader:
         self._changed = asyncio.Event()
         self._wake_at = -math.inf  # while a round runs, a new trigger need not wake the reader
         self._retry_at = 0.0
+        self._pinned = False  # the connection's account changed: keep the current client to the end
         self._list_refused = False
         self._ending = False  # the last sweep missed waited operations: they are ending, read sooner
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
@@ -156,6 +162,8 @@ class OperationReader:
         if not self._waiters and not self.closed:
             self._retire()
             self._task.cancel()
+        elif not self._waiters:
+            self._changed.set()  # a reader retired early (its account changed) ends on its own
 
     @property
     def waiting(self) -> int:
@@ -205,7 +213,7 @@ class OperationReader:
 
     async def _renewed(self, hook: TolokaAsyncHook) -> TolokaAsyncHook:
         """A fresh client and connection read once the shared one is ``MAX_AGE`` old (rotated tokens)."""
-        if not hook.expired:
+        if not hook.expired or self._pinned:
             return hook
         try:
             fresh = await self._open()
@@ -213,6 +221,17 @@ class OperationReader:
             log.warning(
                 "Could not re-read connection %r, keeping the current client: %s", self.conn_id, error
             )
+            return hook
+        if fresh.settings.act_under_account_id != hook.settings.act_under_account_id:
+            log.warning(
+                "Connection %r now acts under another account: its %d current waits keep their own, "
+                "new ones get a reader of their own",
+                self.conn_id,
+                len(self._waiters),
+            )
+            self._pinned = True
+            self._retire()
+            await fresh.__aexit__(None, None, None)
             return hook
         await hook.__aexit__(None, None, None)
         return fresh
