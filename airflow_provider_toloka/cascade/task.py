@@ -57,11 +57,12 @@ def check_cascade_options(
     return checked
 
 
-def cascade_hook(toloka_conn_id: str, max_concurrency: int) -> TolokaHook:
+def cascade_hook(toloka_conn_id: str, max_concurrency: int, **terms: Any) -> TolokaHook:
     """A hook for the cascade's workers: one shared pace, and a connection each plus the watcher's.
 
     The shared pace makes a 429 slow them all down instead of each alone; the pooled connections
-    mean none is opened and dropped per request.
+    mean none is opened and dropped per request. ``terms``: the operator's other hook arguments
+    (``wait_out_quota``, ``deadline``).
     """
     from airflow_provider_toloka.hooks.toloka import TolokaHook
     from airflow_provider_toloka.throttle import SharedThrottle
@@ -70,6 +71,7 @@ def cascade_hook(toloka_conn_id: str, max_concurrency: int) -> TolokaHook:
         toloka_conn_id=toloka_conn_id,
         throttle=SharedThrottle(),
         max_connections=max_concurrency + 1,
+        **terms,
     )
 
 

@@ -10,7 +10,7 @@ emulator over HTTP instead, with the same names:
 - ``POST /_emulator/clock/advance`` (``{"seconds": N}``), ``GET /_emulator/clock``
 - ``GET /_emulator/requests`` (the request log), ``DELETE /_emulator/requests``
 - ``GET /_emulator/settings``, ``PUT /_emulator/settings`` (``rate_limit``, ``latency``,
-  ``operation_duration``; only the keys given change)
+  ``operation_duration``, ``accounts``; only the keys given change)
 
 These requests skip the Toloka side entirely: no Toloka token, no faults, no rate limit, no
 latency, and they are not in the request log. With a control token set, each needs
@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -35,8 +35,8 @@ from airflow_provider_toloka.emulator.gate import ASGIApp, Receive, Scope, Send
 from airflow_provider_toloka.emulator.requestlog import RequestRecord
 
 PREFIX = "/_emulator"
-_SETTINGS = ("rate_limit", "latency", "operation_duration")
-_FAULT_ARGS = ("kind", "count", "path", "method", "retry_after", "delay", "when")
+_SETTINGS = ("rate_limit", "latency", "operation_duration", "accounts")
+_FAULT_ARGS = ("kind", "count", "path", "method", "retry_after", "delay", "when", "quota")
 
 
 class ControlError(Exception):
@@ -62,6 +62,11 @@ class Steerable(Protocol):
 
     @property
     def now(self) -> dt.datetime: ...
+
+    @property
+    def accounts(self) -> list[str]: ...
+    @accounts.setter
+    def accounts(self, ids: Iterable[str]) -> None: ...
 
     @property
     def requests(self) -> Sequence[RequestRecord]: ...
@@ -130,6 +135,9 @@ def _control_app(emulator: Steerable, token: str | None) -> Starlette:
 
     def change_settings(data: Any) -> dict[str, Any]:
         for name, value in _only(data, _SETTINGS).items():
+            if name == "accounts":
+                emulator.accounts = value  # refuses anything but a list of ids itself
+                continue
             if value is not None and not isinstance(value, int | float):
                 raise ControlError(
                     f"{name} must be a number of seconds (or requests per second), got {value!r}"

@@ -48,6 +48,7 @@ from airflow_provider_toloka.retry import (
     release,
     retry_policy,
 )
+from airflow_provider_toloka.throttle import AsyncPacer
 from airflow_provider_toloka.validation import validate_id
 
 MAX_CONNECTIONS = 25
@@ -65,8 +66,13 @@ class SharedClient:
     # in O(1) per wake-up, keeps its queue no longer than the pool.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
 
-    async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+    async def get(
+        self, path: str, params: dict[str, str] | None = None, pacer: AsyncPacer | None = None
+    ) -> httpx.Response:
         async with self.slots:
+            # Paced once a socket is ours, so requests queued for the pool cannot go out together.
+            if pacer is not None:
+                await pacer.wait()
             response = await self.client.get(path, params=params)
         # httpx binds each response to its stream in a reference cycle. Broken here (the body is read), a
         # poll's response is freed at once, not left for the cyclic collector (see ``retry.release``).
@@ -141,6 +147,8 @@ class TolokaAsyncHook(BaseHook):
     :param max_retries: retries after a transient fault; ``None`` takes the connection's ``max_retries``.
         ``0`` sends each request once and raises its fault as is, for a caller that rides out faults
         itself (the shared reader of ``triggers.reader``).
+    :param pacer: waited on before each request, so a user that owns one (the shared reader) keeps to the
+        connection's ``requests_per_second``; ``None`` sends at once.
     """
 
     def __init__(
@@ -150,12 +158,14 @@ class TolokaAsyncHook(BaseHook):
         retry_min_wait: float = DEFAULT_RETRY_MIN_WAIT,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         max_retries: int | None = None,
+        pacer: AsyncPacer | None = None,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self.max_retries = max_retries
+        self.pacer = pacer
         self._borrowed: AbstractAsyncContextManager[SharedClient] | None = None
         self._shared: SharedClient | None = None
 
@@ -240,7 +250,7 @@ class TolokaAsyncHook(BaseHook):
 
     async def _send(self, path: str, params: dict[str, str] | None = None) -> Any:
         assert self._shared is not None
-        response = await self._shared.get(path, params)
+        response = await self._shared.get(path, params, self.pacer)
         return read_answer(
             "GET",
             path,

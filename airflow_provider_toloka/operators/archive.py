@@ -45,6 +45,7 @@ from airflow_provider_toloka.links import (
     object_page_url,
 )
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
+from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
 from airflow_provider_toloka.validation import (
     validate_id,
     validate_optional_seconds,
@@ -92,6 +93,9 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
     :param durable: ``ResumableJobMixin``'s own (passed through): ``False`` keeps no operation id in
         ``task_state_store``, so a retry asks Toloka again and the hook finds the running archive.
         Default ``True`` on Airflow 3.3+; below 3.3 it has no effect (the mixin warns).
+    :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait in the worker for it to
+        reset, if that falls before the task's ``execution_timeout`` and ``timeout``, instead of failing
+        at once with ``TolokaQuotaExhausted`` (see ``docs/reliability.md``).
     """
 
     object_kind: ClassVar[ObjectKind]
@@ -110,10 +114,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         wait_until_archivable: bool = False,
         archivable_check_interval: float = DEFAULT_ARCHIVABLE_CHECK_INTERVAL,
         archivable_timeout: float | None = DEFAULT_ARCHIVABLE_TIMEOUT,
+        wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.toloka_conn_id = toloka_conn_id
+        self.wait_out_quota = validate_wait_out_quota(wait_out_quota)
         self.wait_for_completion = wait_for_completion
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.timeout = validate_optional_seconds("timeout", timeout)
@@ -137,7 +143,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
     def hook(self) -> TolokaHook:
         from airflow_provider_toloka.hooks.toloka import TolokaHook
 
-        return TolokaHook(toloka_conn_id=self.toloka_conn_id)
+        return TolokaHook(toloka_conn_id=self.toloka_conn_id, **self._quota_terms())
+
+    def _quota_terms(self) -> dict[str, Any]:
+        """The hook's ``wait_out_quota`` and deadline; the hook is built when the task starts to use it."""
+        deadline = task_deadline(self.execution_timeout, self.timeout)
+        return {"wait_out_quota": self.wait_out_quota, "deadline": deadline}
 
     # Where the mixin keeps the operation id across tries; renaming it breaks in-flight retries.
     external_id_key = "toloka_archive_operation_id"
@@ -388,8 +399,8 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
         if not self.cascade:
             from airflow_provider_toloka.hooks.toloka import TolokaHook
 
-            return TolokaHook(toloka_conn_id=self.toloka_conn_id)
-        return cascade_hook(self.toloka_conn_id, self.max_concurrency)
+            return TolokaHook(toloka_conn_id=self.toloka_conn_id, **self._quota_terms())
+        return cascade_hook(self.toloka_conn_id, self.max_concurrency, **self._quota_terms())
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         """Archive the project alone (resumable), or with ``cascade`` all in it (``cascade/task.py``)."""

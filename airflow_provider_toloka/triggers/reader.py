@@ -35,9 +35,18 @@ it starts and when it ends. A refusal of a list falls back to reading the due op
 wait that a single read would survive never fails; a refusal of one operation's read (404, 401, …) ends
 that wait.
 
+A connection that declares ``requests_per_second`` has each reader keep to it (``throttle.AsyncPacer``):
+the rounds' list pages and single reads go out one pace interval apart, never as a burst. It is the
+reader's own pace: the account's budget is split between tasks and triggerers in ``docs/deployment.md``.
+
 The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
 ``MAX_AGE`` seconds, so a rotated token reaches it as it reaches the client.
+
+Readers are per connection, so two connections that differ only in ``act_under_account_id`` never share one:
+an operation is read under the account that started it. Should a re-read find the connection's account
+changed, the reader keeps its client for the waits it has (their operations belong to the old account) and
+leaves the registry, so triggers from then on get a reader of their own under the new account.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
 from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
+from airflow_provider_toloka.throttle import AsyncPacer
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +132,12 @@ class OperationReader:
         self._changed = asyncio.Event()
         self._wake_at = -math.inf  # while a round runs, a new trigger need not wake the reader
         self._retry_at = 0.0
+        self._pinned = False  # the connection's account changed: keep the current client to the end
         self._list_refused = False
         self._ending = False  # the last sweep missed waited operations: they are ending, read sooner
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
+        # Every request of this reader, whichever client it goes through, keeps one declared pace.
+        self.pacer = AsyncPacer()
         self.served = 0
         self.list_reads = 0
         self.single_reads = 0
@@ -150,6 +163,8 @@ class OperationReader:
         if not self._waiters and not self.closed:
             self._retire()
             self._task.cancel()
+        elif not self._waiters:
+            self._changed.set()  # a reader retired early (its account changed) ends on its own
 
     @property
     def waiting(self) -> int:
@@ -192,13 +207,14 @@ class OperationReader:
 
     async def _open(self) -> TolokaAsyncHook:
         # One attempt per request: the reader rides out faults itself, for as long as the deadlines allow.
-        hook = TolokaAsyncHook(self.conn_id, max_retries=0)
+        hook = TolokaAsyncHook(self.conn_id, max_retries=0, pacer=self.pacer)
         await hook.__aenter__()
+        self.pacer.rate = hook.settings.requests_per_second  # the connection may have changed
         return hook
 
     async def _renewed(self, hook: TolokaAsyncHook) -> TolokaAsyncHook:
         """A fresh client and connection read once the shared one is ``MAX_AGE`` old (rotated tokens)."""
-        if not hook.expired:
+        if not hook.expired or self._pinned:
             return hook
         try:
             fresh = await self._open()
@@ -206,6 +222,17 @@ class OperationReader:
             log.warning(
                 "Could not re-read connection %r, keeping the current client: %s", self.conn_id, error
             )
+            return hook
+        if fresh.settings.act_under_account_id != hook.settings.act_under_account_id:
+            log.warning(
+                "Connection %r now acts under another account: its %d current waits keep their own, "
+                "new ones get a reader of their own",
+                self.conn_id,
+                len(self._waiters),
+            )
+            self._pinned = True
+            self._retire()
+            await fresh.__aexit__(None, None, None)
             return hook
         await hook.__aexit__(None, None, None)
         return fresh
