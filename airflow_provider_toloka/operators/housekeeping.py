@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
 from airflow_provider_toloka.validation import validate_count, validate_seconds
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class TolokaHousekeepingOperator(BaseOperator):
         slows every project down together.
     :param poll_interval: longest pause between polls of running archives, in seconds.
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
+    :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait for it to reset if
+        that falls before the task's ``execution_timeout``, instead of failing those requests at once.
     """
 
     template_fields: Sequence[str] = ("toloka_conn_id",)
@@ -67,6 +70,7 @@ class TolokaHousekeepingOperator(BaseOperator):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         poll_interval: float = 10.0,
         toloka_conn_id: str = "toloka_default",
+        wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -83,6 +87,7 @@ class TolokaHousekeepingOperator(BaseOperator):
         )
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.toloka_conn_id = toloka_conn_id
+        self.wait_out_quota = validate_wait_out_quota(wait_out_quota)
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -93,7 +98,11 @@ class TolokaHousekeepingOperator(BaseOperator):
         # One pace for every project's requests, and a connection for each thread that may send.
         threads = self.max_concurrency * (operations_per_project(self.max_concurrency) + 1)
         return TolokaHook(
-            toloka_conn_id=self.toloka_conn_id, throttle=SharedThrottle(), max_connections=threads + 1
+            toloka_conn_id=self.toloka_conn_id,
+            throttle=SharedThrottle(),
+            max_connections=threads + 1,
+            wait_out_quota=self.wait_out_quota,
+            deadline=task_deadline(self.execution_timeout),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
