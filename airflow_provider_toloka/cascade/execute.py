@@ -27,6 +27,7 @@ from airflow_provider_toloka.cascade.watch import OperationWatcher
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
+from airflow_provider_toloka.throttle import SharedThrottle
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.cascade.plan import CascadePlan
@@ -170,8 +171,8 @@ class CascadeRunner:
             for other in required:
                 needed_by[other].append(step)
         free = [step for step, required in needs.items() if not required]
-        ready = deque(step for step in free if not _goes_last(step))
-        last = deque(step for step in free if _goes_last(step))  # sent when no other step is ready
+        ready = deque(step for step in free if not self._goes_last(step))
+        last = deque(step for step in free if self._goes_last(step))  # sent when no other step is ready
         labels = [Step(a, k, "").label for a, k in _PROGRESS_ORDER]
         totals = {label: sum(1 for step in needs if step.label == label) for label in labels}
         progress = Progress(self.log, totals, self.progress_every, self.clock)
@@ -215,12 +216,12 @@ class CascadeRunner:
                     if step.kind == "project":
                         self.summary["project"]["operation"] = operation
                     progress.advance(step.label)
-                    # What this step unblocks goes first (a pool's archive after its close), except
-                    # what waits on pools: see ``_goes_last``.
+                    # What this step unblocks goes first (a training frees the project sooner), unless
+                    # the task keeps to a pace: see ``_goes_last``.
                     for later in reversed(needed_by[step]):
                         waiting_on[later].discard(step)
                         if not waiting_on[later]:
-                            (last.append if _goes_last(later) else ready.appendleft)(later)
+                            (last.append if self._goes_last(later) else ready.appendleft)(later)
 
     def _one(self, step: Step, watcher: OperationWatcher) -> tuple[str, dict[str, Any] | None]:
         if step.action == "archive":
@@ -243,6 +244,20 @@ class CascadeRunner:
         if operation_status(operation) is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
         return DONE, operation
+
+    def _goes_last(self, step: Step) -> bool:
+        """Whether a free step waits behind every other ready one: a training's or the project's
+        archive while the task keeps to a pace (declared ``requests_per_second``, or learned from a 429).
+
+        Under a pace only one chain sets the end: the last pool, then its training, then the project.
+        Any other training's archive sent while pools are left pushes that last pool back by one
+        request; sent after the last pool, it rides in the time that pool's operation takes anyway,
+        when the pace has requests to spare. Without a pace a request costs no one a turn, so each
+        training starts the moment its pools are done.
+        """
+        throttle = self.hook.throttle
+        paced = isinstance(throttle, SharedThrottle) and throttle.rate is not None
+        return paced and step.action == "archive" and step.kind != "pool"
 
     def _time_left(self) -> float | None:
         # At least a little: the hook reads a timeout of 0 as "no limit".
@@ -319,17 +334,6 @@ class CascadeRunner:
             "skipped, the rest is archived."
         )
         return "\n".join(lines)
-
-
-def _goes_last(step: Step) -> bool:
-    """Whether a freed step waits behind every other ready step: a training's or the project's archive.
-
-    Under a rate limit only one chain sets the end: the last pool, then its training, then the
-    project. Any other training's archive sent while pools are left pushes that last pool back by
-    one request; sent after the last pool, it rides in the time that pool's operation takes anyway,
-    when the pace has requests to spare.
-    """
-    return step.action == "archive" and step.kind != "pool"
 
 
 def _code(error: BaseException) -> str | None:
