@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from airflow_provider_toloka.emulator.app import create_app
+from airflow_provider_toloka.emulator.control import with_control
 from airflow_provider_toloka.emulator.errors import ApiError
 from airflow_provider_toloka.emulator.faults import Fault, FaultPlan, RateLimiter
 from airflow_provider_toloka.emulator.gate import ASGIApp, Gate
@@ -127,8 +128,6 @@ class TolokaEmulator:
         self.port = sock.getsockname()[1]
         app: ASGIApp = self._gate
         if self.control:
-            from airflow_provider_toloka.emulator.control import with_control
-
             app = with_control(self._gate, self, self._control_token)
         config = uvicorn.Config(
             app,

@@ -332,15 +332,22 @@ class TolokaHook(BaseHook):
         return self._request("GET", path, retry=retry)
 
     def get_operation_log(self, operation_id: str) -> list[dict[str, Any]]:
+        """Toloka's per-object log of an operation (``[]`` if empty): why a FAIL failed, for its error."""
         return self._request("GET", f"/operations/{validate_id('operation_id', operation_id)}/log") or []
 
     def get_project(self, project_id: str | int) -> dict[str, Any]:
+        """The project as Toloka returns it: the cascade reads its status before planning.
+
+        The id is checked before the request (a bad one names the parameter); transient faults retry.
+        """
         return self._request("GET", f"/projects/{validate_id('project_id', project_id)}")
 
     def get_pool(self, pool_id: str | int) -> dict[str, Any]:
+        """The pool as Toloka returns it: its ``project_id`` places the pool's page in the web UI."""
         return self._request("GET", f"/pools/{validate_id('pool_id', pool_id)}")
 
     def get_training(self, training_id: str | int) -> dict[str, Any]:
+        """The training as Toloka returns it: its ``project_id`` places its page in the web UI."""
         return self._request("GET", f"/trainings/{validate_id('training_id', training_id)}")
 
     def list_projects(self, status: str | None = "ACTIVE") -> Iterator[dict[str, Any]]:

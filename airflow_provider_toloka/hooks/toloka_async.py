@@ -5,15 +5,16 @@ retry policy (``retry.retry_policy``) as the synchronous hook, so a deferred wai
 behave alike and the trigger itself never touches HTTP.
 
 One HTTP client per connection and event loop is shared by every trigger waiting in that loop. A
-triggerer may hold thousands of waits. Reading the connection costs ~6 ms of CPU and building an
-``httpx.AsyncClient`` (TLS context included) ~1 ms, both without yielding to the loop; per trigger, 5000
-triggers starting together stalled the loop for 10 s in ``benchmarks/bench_trigger.py``. Shared, the
-cost is paid once, and a bounded pool keeps the open sockets to Toloka at ``MAX_CONNECTIONS``.
+triggerer may hold thousands of waits. Reading the connection and building an ``httpx.AsyncClient``
+(TLS context included) both take CPU without yielding to the loop; paid per trigger, thousands of
+triggers starting together stall the loop (``benchmarks/bench_trigger.py`` prints the loop's lag).
+Shared, the cost is paid once, and a bounded pool keeps the open sockets to Toloka at
+``MAX_CONNECTIONS``.
 
 The pool is small on purpose: httpcore checks every idle connection (a ``poll()`` system call each)
-whenever it admits or releases a request, so 100 connections cost ~1 ms of CPU per poll and were the
-loop's main load at 1000 triggers. 25 connections at 100 ms a round trip carry 250 polls a second,
-close to Toloka's limit of 300 requests a second per account.
+whenever it admits or releases a request, so its CPU cost per poll grows with the pool, and a large
+pool becomes the loop's main load (the benchmark shows it). A few dozen connections at a round trip
+of about a tenth of a second already carry polls near Toloka's per-account request limit.
 
 The client lives while any trigger uses it and closes with the last one. A trigger starting after
 ``MAX_AGE`` seconds gets a fresh client and a fresh read of the connection, so a rotated token is
@@ -61,7 +62,7 @@ class SharedClient:
     opened: float = field(default_factory=time.monotonic)
     users: int = 0
     # httpcore rescans its whole wait queue on every request it admits or releases: with thousands of
-    # triggers queued that is quadratic and pinned a CPU for minutes in the benchmark. Waiting here,
+    # triggers queued that is quadratic (benchmarks/bench_trigger.py shows the CPU it burns). Waiting here,
     # in O(1) per wake-up, keeps its queue no longer than the pool.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
 
@@ -197,6 +198,7 @@ class TolokaAsyncHook(BaseHook):
         return is_retryable(error, (httpx.TransportError,))
 
     async def get_operation(self, operation_id: str) -> dict[str, Any]:
+        """One operation, for the trigger reader. Retries as ``max_retries`` says (the reader sets 0)."""
         return await self._get(f"/operations/{validate_id('operation_id', operation_id)}")
 
     async def list_operations(

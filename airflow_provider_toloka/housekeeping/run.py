@@ -20,7 +20,7 @@ from airflow_provider_toloka.archivable import REJECTED
 from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
-from airflow_provider_toloka.housekeeping.report import FAILED, Outcome, Report
+from airflow_provider_toloka.housekeeping.report import FAILED, ProjectOutcome, Report
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -66,7 +66,7 @@ def run_housekeeping(
     hook.get_conn()  # threads share the hook: make its session before they start
     per_project = operations_per_project(max_concurrency)
 
-    def handle(project: dict[str, Any]) -> Outcome:
+    def handle(project: dict[str, Any]) -> ProjectOutcome:
         project_id = str(project.get("id"))
         try:
             verdict = assess(
@@ -78,7 +78,7 @@ def run_housekeeping(
                 now=now,
             )
             if verdict.reason is not None or dry_run:
-                return Outcome(project_id, verdict.reason, verdict.detail)
+                return ProjectOutcome(project_id, verdict.reason, verdict.detail)
             runner = CascadeRunner(
                 hook,
                 max_concurrency=per_project,
@@ -87,13 +87,13 @@ def run_housekeeping(
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
-            return Outcome(project_id, None, f"{verdict.detail}; {archived}")
+            return ProjectOutcome(project_id, None, f"{verdict.detail}; {archived}")
         except TolokaCascadeHeldBack as error:
-            return Outcome(project_id, REJECTION_WINDOW, _held_back(error))
+            return ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error))
         except TolokaCascadeFailed as error:
-            return Outcome(project_id, FAILED, _short(error))
+            return ProjectOutcome(project_id, FAILED, _short(error))
         except Exception as error:  # one project's trouble must not stop the others
-            return Outcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+            return ProjectOutcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
 
     with ThreadPoolExecutor(
         max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"

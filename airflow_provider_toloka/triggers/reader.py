@@ -25,14 +25,15 @@ starts, then twice as long each time up to its ``poll_interval``; a trigger that
 ``poll_interval`` joins the group read every (shortest) ``poll_interval``. So a burst of new triggers costs
 one round, not one read each. While operations are ending (the last sweep missed some), the group is read
 every half ``poll_interval``: the pages cost little next to the single reads the ended operations need
-anyway, and each round then has half as many to read, so events come sooner (at 5000 waits ending together,
-a round at the full pace spent 6 s reading a thousand and a half of them).
+anyway, and each round then has half as many to read, so events come sooner (``benchmarks/bench_trigger.py``
+prints the event delays when thousands of waits end together).
 
 Faults hit the shared read once, for everyone. A transient one (429, 5xx, a dropped or timed-out
-connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (a
-``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when it starts
-and when it ends. A refusal of a list falls back to reading the due operations one by one, so a wait that a
-single read would survive never fails; a refusal of one operation's read (404, 401, …) ends that wait.
+connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (equal
+jitter; a ``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when
+it starts and when it ends. A refusal of a list falls back to reading the due operations one by one, so a
+wait that a single read would survive never fails; a refusal of one operation's read (404, 401, …) ends
+that wait.
 
 A connection that declares ``requests_per_second`` has each reader keep to it (``throttle.AsyncPacer``):
 the rounds' list pages and single reads go out one pace interval apart, never as a burst. It is the
@@ -85,7 +86,7 @@ YIELD_EVERY = 100
 
 
 @dataclass(frozen=True)
-class Outcome:
+class WaitOutcome:
     """How a wait ended: ``ended`` (SUCCESS or FAIL, with the log), ``timeout`` or ``error``.
 
     ``operation`` is Toloka's last answer about it (``None`` if never read); ``message`` says why for an
@@ -108,7 +109,7 @@ class Waiter:
     due: float
     graduated: bool = False  # reached its poll_interval: read with the group
     seen: dict[str, Any] | None = None
-    outcome: Outcome | None = None
+    outcome: WaitOutcome | None = None
     news: asyncio.Event = field(default_factory=asyncio.Event)  # set on every read and at the end
 
     @property
@@ -416,9 +417,9 @@ class OperationReader:
         for waiter in list(self._by_id.get(operation_id, ())):
             waiter.seen = operation
             if status.is_terminal:
-                self._resolve(waiter, Outcome("ended", operation))
+                self._resolve(waiter, WaitOutcome("ended", operation))
             elif now >= waiter.deadline:
-                self._resolve(waiter, Outcome("timeout", operation))
+                self._resolve(waiter, WaitOutcome("timeout", operation))
             else:
                 self._advance(waiter, now)
                 waiter.news.set()
@@ -434,12 +435,12 @@ class OperationReader:
 
     def _end(self, operation_id: str, kind: Literal["ended", "timeout", "error"], message: str) -> None:
         for waiter in list(self._by_id.get(operation_id, ())):
-            self._resolve(waiter, Outcome(kind, waiter.seen, message))
+            self._resolve(waiter, WaitOutcome(kind, waiter.seen, message))
 
     def _expire(self, now: float) -> None:
         """Time out the waits whose deadline passed while Toloka could not be read."""
         for waiter in [waiter for waiter in self._waiters if waiter.deadline <= now]:
-            self._resolve(waiter, Outcome("timeout", waiter.seen, self.outage.describe()))
+            self._resolve(waiter, WaitOutcome("timeout", waiter.seen, self.outage.describe()))
 
     def _tell_all(self) -> None:
         """Wake every trigger to log the start or the end of an outage in its own task's log."""
@@ -448,9 +449,9 @@ class OperationReader:
 
     def _fail_all(self, message: str) -> None:
         for waiter in list(self._waiters):
-            self._resolve(waiter, Outcome("error", waiter.seen, message))
+            self._resolve(waiter, WaitOutcome("error", waiter.seen, message))
 
-    def _resolve(self, waiter: Waiter, outcome: Outcome) -> None:
+    def _resolve(self, waiter: Waiter, outcome: WaitOutcome) -> None:
         waiter.outcome = outcome
         waiter.news.set()
         self._forget(waiter)
