@@ -5,7 +5,8 @@ needs its object closed, a training's archive needs the main pools linked to it 
 project's archive needs everything. The main loop hands every step whose needs are met to a
 bounded thread pool; a worker sends one close or archive and waits (through the shared
 ``OperationWatcher``) for its operation. So at most ``max_concurrency`` operations are in flight,
-and a training starts as soon as its own pools finish instead of after every pool.
+and a training starts as soon as its own pools finish instead of after every pool (under a pace, once
+no pool is left to send: ``CascadeRunner._goes_last``).
 
 A refusal that time clears (a pool in its rejection window) holds back only what needs that pool;
 the rest goes on. Any other failure stops new work and what is in flight is waited for. Either
