@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 
+from airflow_provider_toloka.assets import cascade_objects
 from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
@@ -53,10 +54,29 @@ def run_housekeeping(
     max_concurrency: int,
     poll_interval: float,
     log: Log,
+    project_ids: list[str] | None = None,
+    max_projects: int | None = None,
 ) -> Report:
-    """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report."""
+    """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report.
+
+    ``project_ids`` limits the run to those projects (a plan a person approved); each is assessed
+    again, so one that changed since is skipped with its reason. ``max_projects`` caps the projects
+    handled, lowest ids first; the rest wait for the next run.
+    """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
+    if project_ids is not None:
+        wanted = set(project_ids)
+        projects = [p for p in projects if str(p.get("id")) in wanted]
+        missing = sorted(wanted - {str(p.get("id")) for p in projects})
+        if missing:
+            log.warning("Not among the active projects (archived or gone since?): %s", ", ".join(missing))
+    if max_projects is not None and len(projects) > max_projects:
+        projects.sort(key=lambda p: (len(str(p.get("id"))), str(p.get("id"))))
+        log.info(
+            "max_projects=%d: %d project(s) left for the next run", max_projects, len(projects) - max_projects
+        )
+        projects = projects[:max_projects]
     report = Report(dry_run=dry_run, min_idle_days=min_idle_days, close_open=close_open, now=now)
     log.info(
         "%d active project(s); handling up to %d at once%s",
@@ -90,7 +110,7 @@ def run_housekeeping(
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
-            return Outcome(project_id, None, f"{verdict.detail}; {archived}")
+            return Outcome(project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done)))
         except TolokaCascadeFailed as error:
             held_back = _held_back(error)
             if held_back is not None:
