@@ -138,11 +138,15 @@ def record_archived(
     """Add an asset event for each ``(kind, id, operation id or None)`` archived; return how many.
 
     "Already archived" (a 204, or skipped by a plan) is recorded too: the object is archived, and a
-    DAG waiting on it should run. Airflow emits the events only if the task succeeds.
+    DAG waiting on it should run. Airflow emits the events only if the task succeeds. A context
+    without ``outlet_events`` (``execute`` called by hand, outside Airflow's task runner) records none.
     """
     from airflow.sdk import Asset
 
-    accessor = context["outlet_events"][archive_alias()]
+    outlet_events = context.get("outlet_events")
+    if outlet_events is None:
+        return 0
+    accessor = outlet_events[archive_alias()]
     environment = environment_of(api_url)
     when = pendulum.now("UTC").isoformat()
     count = 0
