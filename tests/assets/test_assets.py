@@ -95,7 +95,8 @@ def test_pool_archive_and_already_archived_record_events(toloka_conn):
     events = run(TolokaArchivePoolOperator(task_id="p", pool_id="10", poll_interval=0.1))
     [(key, extra)] = events.items()
     assert key == (uri(toloka_conn, "pool", "10"), TOLOKA_ARCHIVE_ALIAS)
-    assert extra["kind"] == "pool" and extra["id"] == "10"
+    assert extra["kind"] == "pool"
+    assert extra["id"] == "10"
     assert extra["operation_id"]
     assert extra["environment"] == uri(toloka_conn, "pool", "10").split("/")[2]
     assert pendulum.parse(extra["archived_at"]) >= before
