@@ -33,7 +33,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["toloka", "example"],
-):
+    default_args={"pool": os.environ.get("TOLOKA_POOL", "default_pool")},
+) as dag:
 
     @task
     def report_archive(*, triggering_asset_events=None) -> list[dict]:

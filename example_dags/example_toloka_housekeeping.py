@@ -7,17 +7,6 @@ moved for ``MIN_IDLE_DAYS`` is archived with its pools and trainings. Skipped pr
 recent activity, a pool in Toloka's 9-day rejection window) are only reported: tomorrow's run looks
 again. Both summaries are in XCom and as a table in the task log; see docs/housekeeping.md.
 
-On Airflow 3.1+ a person approves the plan between the two: Airflow's own ``ApprovalOperator``
-(standard provider, human-in-the-loop) shows the dry run's lists in the UI's "Required actions", and
-the real run archives exactly the approved projects (``project_ids``), at most ``MAX_PROJECTS`` of
-them. Each is assessed again first: one that changed since the dry run (opened, new activity) is
-skipped and reported with its reason. Airflow 3.0 has no approval operator: there the example runs
-the two tasks back to back; to keep a person in the loop on 3.0, leave the DAG paused and trigger it
-by hand after reading the plan task's table, or put a ``TolokaHousekeepingOperator(dry_run=True)``
-DAG and a separately triggered real-run DAG side by side.
-
-Every object archived records an event of its ``toloka://`` asset (see docs/assets.md).
-
 Against the emulator (``./dev demo``) the seed has projects finished months ago (archived here), one
 still collecting labels and one closed this week (both skipped).
 """
@@ -31,13 +20,7 @@ from airflow.sdk import DAG
 
 from airflow_provider_toloka.operators.housekeeping import TolokaHousekeepingOperator
 
-try:  # Airflow 3.1+: human-in-the-loop operators of the standard provider
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
-except ImportError:  # Airflow 3.0: no approval step (see the docstring for what to do instead)
-    ApprovalOperator = None
-
 MIN_IDLE_DAYS = 30
-MAX_PROJECTS = 500
 
 with DAG(
     dag_id="example_toloka_housekeeping",
@@ -61,30 +44,7 @@ with DAG(
 ) as dag:
     plan = TolokaHousekeepingOperator(task_id="plan", min_idle_days=MIN_IDLE_DAYS, dry_run=True)
     archive = TolokaHousekeepingOperator(
-        task_id="archive_idle_projects",
-        min_idle_days=MIN_IDLE_DAYS,
-        max_concurrency=8,
-        poll_interval=2,
-        # Exactly what the dry run listed (and a person approved), assessed again before archiving.
-        project_ids="{{ ti.xcom_pull(task_ids='plan')['archived'] }}",
-        max_projects=MAX_PROJECTS,
+        task_id="archive_idle_projects", min_idle_days=MIN_IDLE_DAYS, max_concurrency=8, poll_interval=2
     )
 
-    if ApprovalOperator is not None:
-        approve = ApprovalOperator(
-            task_id="approve",
-            subject="Archive the idle Toloka projects of the dry run?",
-            body=(
-                "The dry run (task `plan`, its log has the full table) would archive these projects, "
-                "with their pools and trainings:\n\n"
-                "{{ ti.xcom_pull(task_ids='plan')['archived'] | join(', ') or 'none' }}\n\n"
-                "Skipped, per reason: {{ ti.xcom_pull(task_ids='plan')['skipped'] }}"
-            ),
-            # Reject skips the real run; no answer in a day counts as a reject.
-            defaults="Reject",
-            execution_timeout=timedelta(days=1),
-            retries=0,
-        )
-        plan >> approve >> archive
-    else:
-        plan >> archive
+    plan >> archive

@@ -12,6 +12,7 @@ import pytest
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
 EXAMPLE_DAG_IDS = {
     "example_toloka_archive",
+    "example_toloka_asset",
     "example_toloka_cascade",
     "example_toloka_deferrable",
     "example_toloka_housekeeping",
