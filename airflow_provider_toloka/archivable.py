@@ -17,19 +17,22 @@ from typing import Any
 import pendulum
 
 # Refusals that time or other work will clear. Every other refusal (INAPPROPRIATE_STATUS: an open
-# pool; 403; 404) needs a person, and fails the task at once.
-CODES_TIME_CLEARS = frozenset(
+# pool; 403; 404) needs a person, and fails the task at once. The operator, the cascade and
+# housekeeping all read them from here.
+REJECTED = "THERE_IS_REJECTED_ASSIGNMENT"  # a pool in its 9-day rejection window
+WAITING_ON_POOLS = frozenset(
     {
-        "THERE_IS_REJECTED_ASSIGNMENT",  # a pool in its 9-day rejection window
         "TRAINING_ARCHIVE_CONFLICT",  # a training whose main pools are not archived yet
         "UNARCHIVED_POOLS_CONFLICT",  # a project whose pools or trainings are not archived yet
     }
 )
+CODES_TIME_CLEARS = frozenset({REJECTED, *WAITING_ON_POOLS})
 # The shortest pause between two checks: the parameter's minimum, and the floor under a date from Toloka.
 MIN_CHECK_INTERVAL = 60.0
 # Where a refusal's payload may say when the object becomes archivable. Toloka documents no such field
-# (it documents the 9 days); the emulator sends ``archivable_after``. Read defensively: a missing or
-# unreadable value just means "ask again after archivable_check_interval".
+# (it documents the 9 days), and the bundled emulator sends none either; ``archivable_after`` is read in
+# case a refusal carries it. Read defensively: a missing or unreadable value just means "ask again after
+# archivable_check_interval".
 PAYLOAD_DATE_FIELDS = ("archivable_after",)
 
 

@@ -7,12 +7,11 @@ and request id, and the next step, so the log line alone is enough to fix the pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow.exceptions import AirflowException
 
-from airflow_provider_toloka.retry import parse_retry_after
+# This module imports nothing from the package, so any module can import it (tests/unit/test_import_order.py).
 
 # Which unmet precondition each archive conflict code stands for, phrased as the fix.
 _CONFLICT_HINTS = {
@@ -63,36 +62,6 @@ class TolokaApiError(TolokaError):
         self.payload = payload
         self.retry_after = retry_after
         super().__init__(self._describe())
-
-    @classmethod
-    def from_answer(
-        cls,
-        *,
-        method: str,
-        path: str,
-        status_code: int,
-        body: Any,
-        headers: Mapping[str, str],
-        reason: str,
-        scrub: Callable[[str], str],
-    ) -> TolokaApiError:
-        """Read Toloka's error body (or a proxy's non-JSON page) the same way for requests and httpx.
-
-        :param body: the decoded JSON body, or ``None`` when it was not JSON.
-        :param scrub: hides the token should a server or proxy echo it back.
-        """
-        if not isinstance(body, dict):
-            body = {"message": f"non-JSON answer ({headers.get('Content-Type') or 'no content type'})"}
-        return cls(
-            method=method,
-            path=path,
-            status_code=status_code,
-            code=body.get("code"),
-            message=scrub(str(body.get("message") or reason or "")),
-            request_id=body.get("request_id") or headers.get("X-Request-Id"),
-            payload=body.get("payload"),
-            retry_after=parse_retry_after(headers.get("Retry-After")),
-        )
 
     @property
     def hint(self) -> str | None:
@@ -239,4 +208,30 @@ class TolokaNotArchivableInTime(TolokaError):
             f"first at {first_refused_at} and at the last check, {last_check} ({checks} checks). "
             f"Last answer: {refusal}\nFix what stands in the way, or raise archivable_timeout "
             "(None waits without limit), then clear the task to wait again."
+        )
+
+
+# The failures a housekeeping error lists; the report in XCom has them all.
+_SHOWN_PROJECTS = 20
+
+
+class TolokaHousekeepingFailed(TolokaError):
+    """Some projects failed for reasons other than the skips housekeeping reports; the rest went on.
+
+    ``summary`` is the whole report (also pushed to XCom as the task's return value).
+    """
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        failed: dict[str, str] = summary["failed"]
+        listed = list(failed.items())[:_SHOWN_PROJECTS]
+        shown = "\n".join(f"  - project {pid}: {error}" for pid, error in listed)
+        more = f"\n  ... and {len(failed) - _SHOWN_PROJECTS} more" if len(failed) > _SHOWN_PROJECTS else ""
+        counts = summary["counts"]
+        super().__init__(
+            f"Housekeeping failed for {len(failed)} of {counts['checked']} project(s) "
+            f"({counts['archived']} archived, {counts['skipped']} skipped, the rest went on):\n"
+            f"{shown}{more}\n"
+            "Fix the cause and run the task again: archived projects are no longer listed, and a "
+            "project archived part-way continues where it stopped."
         )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaRetriesExhausted
+
 if TYPE_CHECKING:
     from tenacity import BaseRetrying
 
@@ -59,8 +61,6 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: 
 # default), so a redirect or a non-JSON body would otherwise pass for a retryable HTTP 500.
 def describe_fault(error: BaseException) -> str:
     """A short name for a fault, for retry log lines and the final error."""
-    from airflow_provider_toloka.exceptions import TolokaApiError  # exceptions imports this module
-
     if isinstance(error, TolokaApiError):
         return f"HTTP {error.status_code}" + (f" {error.code}" if error.code else "")
     return f"{type(error).__name__}: {error}"
@@ -68,8 +68,6 @@ def describe_fault(error: BaseException) -> str:
 
 def is_retryable(error: BaseException, transient: tuple[type[BaseException], ...]) -> bool:
     """A retryable HTTP status, or one of the client library's transient errors (dropped, timed out)."""
-    from airflow_provider_toloka.exceptions import TolokaApiError  # exceptions imports this module
-
     if isinstance(error, TolokaApiError):
         return error.status_code in RETRYABLE_STATUS
     return isinstance(error, transient)
@@ -81,7 +79,8 @@ def release(retrying: BaseRetrying) -> None:
     tenacity keeps the last attempt's actions, bound methods of the retrying object itself, in a
     reference cycle: one cyclic garbage heap per request. A triggerer polling thousands of operations
     then runs Python's full collection, which walks every object of the process and stalls the event
-    loop for 100-400 ms each time (``benchmarks/bench_trigger.py``). Clearing the actions breaks the cycle.
+    loop each time (``benchmarks/bench_trigger.py`` prints for how long). Clearing the actions breaks
+    the cycle.
     """
     retrying.iter_state.reset()
 
@@ -102,8 +101,6 @@ def retry_policy(
     give up with the same ``TolokaRetriesExhausted`` naming the last fault and the attempts made.
     """
     from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
-
-    from airflow_provider_toloka.exceptions import TolokaRetriesExhausted
 
     def error_of(state: RetryCallState) -> BaseException:
         error = state.outcome.exception() if state.outcome else None

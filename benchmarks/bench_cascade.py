@@ -151,7 +151,7 @@ def run_threads_per_object_wait(concurrency: int) -> tuple[Counter[int], int, st
 
 def run_naive(limit: int) -> tuple[Counter[int], int, str]:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
-    from airflow_provider_toloka.operation import is_terminal
+    from airflow_provider_toloka.operation_status import is_terminal
 
     hook = TolokaHook()
     statuses = counted(hook)

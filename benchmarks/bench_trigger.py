@@ -75,7 +75,7 @@ def _percentile(values: list[float], share: float) -> float:
 async def naive_wait(operation_id: str, poll_interval: float) -> dict[str, Any]:
     """The baseline: ``TolokaOperationTrigger``'s own polling loop before the shared reader (success path)."""
     from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
-    from airflow_provider_toloka.operation import describe, operation_status, poll_delays
+    from airflow_provider_toloka.operation_status import describe, operation_status, poll_delays
     from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
 
     log = logging.getLogger("naive")

@@ -89,7 +89,10 @@ def test_sensor_links_to_the_object_of_the_operation(emu):
 
 def test_the_api_server_finds_each_link_under_the_key_the_task_pushes():
     """Airflow 3's api-server draws a button from XCom under the serialized link's ``xcom_key``."""
-    from airflow.serialization.serialized_objects import OperatorSerialization
+    try:
+        from airflow.serialization.serialized_objects import OperatorSerialization
+    except ImportError:  # Airflow 3.0 and 3.1: the same methods on SerializedBaseOperator
+        from airflow.serialization.serialized_objects import SerializedBaseOperator as OperatorSerialization
 
     for operator, link in [
         (TolokaArchivePoolOperator(task_id="p", pool_id="10"), TolokaPoolLink),

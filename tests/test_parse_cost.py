@@ -10,8 +10,14 @@ import pytest
 
 HEAVY = ("requests", "urllib3", "fastapi", "uvicorn")
 # The archive operators' base class ResumableJobMixin and the compat shim that finds it: a few small
-# modules, needed to define the class.
-BASE_CLASS_MODULES = ("airflow.sdk.bases.resumablejobmixin", "airflow.providers.common.compat")
+# modules, needed to define the class. On Airflow 3.0 and 3.1 ``airflow.sdk`` has not yet imported the
+# namespace package ``airflow.providers.common`` (an empty module) that the shim lives in, nor Airflow's
+# own ``airflow.sdk.exceptions``, which the shim re-exports.
+BASE_CLASS_MODULES = (
+    "airflow.sdk.bases.resumablejobmixin",
+    "airflow.providers.common",
+    "airflow.sdk.exceptions",
+)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
+from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
 from airflow_provider_toloka.cascade.plan import CascadePlan, check_preflight, plan_cascade
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def archive_project_cascade(
     *,
     close_open: bool = False,
     dry_run: bool = False,
-    max_concurrency: int = 128,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     poll_interval: float = 10.0,
     timeout: float | None = None,
     log: Log,

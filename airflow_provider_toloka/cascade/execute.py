@@ -21,22 +21,26 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_toloka.archivable import REJECTED, time_clears
 from airflow_provider_toloka.cascade.steps import Step, build_steps
 from airflow_provider_toloka.cascade.watch import OperationWatcher
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaCascadeFailed, TolokaCascadeHeldBack
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.hooks.answer import PAGE_LIMIT
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.cascade.plan import CascadePlan
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
+# Chosen with benchmarks/bench_cascade.py (it prints the candidates side by side); waiting threads
+# are cheap (they block on an event, not on HTTP).
+DEFAULT_MAX_CONCURRENCY = 128
+# The watcher reads operations one page at a time; more in flight would fall back to one read each.
+MAX_CONCURRENCY = PAGE_LIMIT
 DONE, SKIPPED = "done", "skipped"
 _SHOWN_IDS = 20
 # Toloka keeps a pool with rejected assignments for 9 days so Tolokers can appeal.
 REJECTION_WINDOW_DAYS = 9
-REJECTED = "THERE_IS_REJECTED_ASSIGNMENT"
-# Refusals of a training or the project that only mean "a pool before it is not archived yet".
-_WAITING_ON_POOLS = ("TRAINING_ARCHIVE_CONFLICT", "UNARCHIVED_POOLS_CONFLICT")
 _PROGRESS_ORDER = [
     ("close", "pool"), ("close", "training"), ("archive", "pool"), ("archive", "training"),
     ("archive", "project"),
@@ -323,12 +327,8 @@ def _code(error: BaseException) -> str | None:
 
 
 def _time_clears(error: BaseException) -> bool:
-    """A refusal that only waiting cures: the rejection window, or an object waiting on such a pool."""
-    return (
-        isinstance(error, TolokaApiError)
-        and error.status_code == 409
-        and (error.code == REJECTED or error.code in _WAITING_ON_POOLS)
-    )
+    """A refusal that only waiting cures (``archivable.time_clears``), read off any exception."""
+    return isinstance(error, TolokaApiError) and time_clears(error.status_code, error.code)
 
 
 def _ids(ids: list[str]) -> str:

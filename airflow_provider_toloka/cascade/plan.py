@@ -110,7 +110,7 @@ def plan_cascade(
     to_archive = set(pool_plan.archive)
     training_pools: dict[str, list[str]] = {}
     for pool in pools:
-        training_id = training_of(pool)
+        training_id = required_training_id(pool)
         if training_id is not None and str(pool["id"]) in to_archive:
             training_pools.setdefault(training_id, []).append(str(pool["id"]))
     return CascadePlan(
@@ -123,7 +123,7 @@ def plan_cascade(
     )
 
 
-def training_of(pool: Mapping[str, Any]) -> str | None:
+def required_training_id(pool: Mapping[str, Any]) -> str | None:
     """The training a pool's workers must pass, where Toloka documents it; ``None`` when there is none."""
     quality_control = pool.get("quality_control")
     requirement = (

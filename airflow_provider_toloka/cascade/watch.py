@@ -13,6 +13,12 @@ A Toloka outage does not wake anyone: the operations keep running in Toloka, so 
 fails with a transient fault (429, 5xx, dropped connection, time-out) leaves every worker waiting and
 tries again later, backing off towards ``max_interval``; the outage is logged when it begins and when
 it ends. Only a refusal (any other 4xx) ends the waits, through ``abort``.
+
+Why not ``triggers/reader.py``, which also reads operations by page: that reader serves coroutines on
+the triggerer's one event loop, through the async hook, with each trigger's own pace and deadline. Here
+the waiters are the cascade's worker threads in one task, blocked on events, on the sync hook and its
+shared throttle, for operations this task started itself (newest first). One reader for both would need
+a thread-safe async bridge on one side or the other, for no fewer requests.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_toloka.operation import is_terminal
+from airflow_provider_toloka.operation_status import is_terminal
 from airflow_provider_toloka.outage import Outage
 
 if TYPE_CHECKING:
@@ -31,7 +37,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Waiter:
+class _BlockedWorker:
     operation: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -52,14 +58,14 @@ class OperationWatcher:
         self._interval = self.min_interval
         self._due = 0.0
         self._lock = threading.Lock()
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, _BlockedWorker] = {}
         self._outage = Outage(
             "the running operations", hook.log, min_wait=self.min_interval, max_wait=self.max_interval
         )
 
     def wait(self, operation: dict[str, Any]) -> dict[str, Any]:
         """Block the calling worker until ``poll()`` sees the operation finished; return it."""
-        waiter = _Waiter(operation)
+        waiter = _BlockedWorker(operation)
         with self._lock:
             if not self._waiters:
                 self._due = time.monotonic() + self.min_interval
@@ -110,7 +116,7 @@ class OperationWatcher:
                 waiter.done.set()
             self._waiters.clear()
 
-    def _read(self, waiting: dict[str, _Waiter]) -> list[dict[str, Any]]:
+    def _read(self, waiting: dict[str, _BlockedWorker]) -> list[dict[str, Any]]:
         by_type: dict[str, set[str]] = defaultdict(set)
         for operation_id, waiter in waiting.items():
             by_type[str(waiter.operation.get("type"))].add(operation_id)

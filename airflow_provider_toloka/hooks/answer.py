@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
+from airflow_provider_toloka.retry import parse_retry_after
 
 # Toloka documents a page size (``limit``) of at most 300; fewer, larger pages mean fewer requests.
 PAGE_LIMIT = 300
@@ -44,7 +45,7 @@ def read_answer(
     except ValueError:
         body = None
     if status_code >= 400:
-        raise TolokaApiError.from_answer(
+        raise api_error(
             method=method,
             path=path,
             status_code=status_code,
@@ -59,3 +60,34 @@ def read_answer(
             f"({headers.get('Content-Type')}): {scrub(text[:200])!r}"
         )
     return body
+
+
+def api_error(
+    *,
+    method: str,
+    path: str,
+    status_code: int,
+    body: Any,
+    headers: Mapping[str, str],
+    reason: str,
+    scrub: Callable[[str], str],
+) -> TolokaApiError:
+    """Read Toloka's error body (or a proxy's non-JSON page) the same way for requests and httpx.
+
+    It lives here, not on ``TolokaApiError``, so ``exceptions`` needs nothing from ``retry``.
+
+    :param body: the decoded JSON body, or ``None`` when it was not JSON.
+    :param scrub: hides the token should a server or proxy echo it back.
+    """
+    if not isinstance(body, dict):
+        body = {"message": f"non-JSON answer ({headers.get('Content-Type') or 'no content type'})"}
+    return TolokaApiError(
+        method=method,
+        path=path,
+        status_code=status_code,
+        code=body.get("code"),
+        message=scrub(str(body.get("message") or reason or "")),
+        request_id=body.get("request_id") or headers.get("X-Request-Id"),
+        payload=body.get("payload"),
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+    )

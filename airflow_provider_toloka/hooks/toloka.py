@@ -26,7 +26,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaOperationTimeout,
 )
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status, poll_delays
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,

@@ -7,8 +7,9 @@ the outcomes into the XCom summary and the log table. ``TolokaHousekeepingOperat
 
 from __future__ import annotations
 
+from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
 from airflow_provider_toloka.housekeeping.assess import REASONS, Verdict, assess
-from airflow_provider_toloka.housekeeping.report import Report, TolokaHousekeepingFailed
+from airflow_provider_toloka.housekeeping.report import Report
 from airflow_provider_toloka.housekeeping.run import run_housekeeping
 
 __all__ = ["REASONS", "Report", "TolokaHousekeepingFailed", "Verdict", "assess", "run_housekeeping"]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pendulum
 
-from airflow_provider_toloka.exceptions import TolokaError
+# Re-exported: its home is exceptions.py with the others; this path worked before.
+from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed as TolokaHousekeepingFailed
 from airflow_provider_toloka.housekeeping.assess import REASONS
 
 FAILED = "failed"
-_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -114,27 +114,6 @@ class Report:
         if outcome.reason == FAILED:
             return "FAILED"
         return f"skip: {outcome.reason}"
-
-
-class TolokaHousekeepingFailed(TolokaError):
-    """Some projects failed for reasons other than the skips housekeeping reports; the rest went on.
-
-    ``summary`` is the whole report (also pushed to XCom as the task's return value).
-    """
-
-    def __init__(self, summary: dict[str, Any]) -> None:
-        self.summary = summary
-        failed: dict[str, str] = summary["failed"]
-        shown = "\n".join(f"  - project {pid}: {error}" for pid, error in list(failed.items())[:_SHOWN])
-        more = f"\n  ... and {len(failed) - _SHOWN} more" if len(failed) > _SHOWN else ""
-        counts = summary["counts"]
-        super().__init__(
-            f"Housekeeping failed for {len(failed)} of {counts['checked']} project(s) "
-            f"({counts['archived']} archived, {counts['skipped']} skipped, the rest went on):\n"
-            f"{shown}{more}\n"
-            "Fix the cause and run the task again: archived projects are no longer listed, and a "
-            "project archived part-way continues where it stopped."
-        )
 
 
 def _id_key(project_id: str) -> tuple[int, int, str]:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 
+from airflow_provider_toloka.archivable import REJECTED
 from airflow_provider_toloka.assets import cascade_objects
-from airflow_provider_toloka.cascade.execute import CascadeRunner, Log
-from airflow_provider_toloka.exceptions import TolokaCascadeFailed
+from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
+from airflow_provider_toloka.exceptions import TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
 from airflow_provider_toloka.housekeeping.report import FAILED, Outcome, Report
-from airflow_provider_toloka.operators.archive import DEFAULT_MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 # The cascade's benchmarked default, shared by the projects archived at once.
 OPERATIONS_IN_FLIGHT = DEFAULT_MAX_CONCURRENCY
 
-_REJECTED = "THERE_IS_REJECTED_ASSIGNMENT"
-# Refusals that only wait on rejected pools: the training or project behind such a pool.
-_WAITING_ON_POOLS = ("TRAINING_ARCHIVE_CONFLICT", "UNARCHIVED_POOLS_CONFLICT")
 _DETAIL_CHARS = 300
 
 
@@ -111,10 +108,11 @@ def run_housekeeping(
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
             return Outcome(project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done)))
+        except TolokaCascadeHeldBack as error:
+            # Pools archived before the hold-back are archived: their events are true, the project's is not.
+            partial = tuple(obj for obj in cascade_objects(error.summary) if obj[0] != "project")
+            return Outcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
         except TolokaCascadeFailed as error:
-            held_back = _held_back(error)
-            if held_back is not None:
-                return Outcome(project_id, REJECTION_WINDOW, held_back)
             return Outcome(project_id, FAILED, _short(error))
         except Exception as error:  # one project's trouble must not stop the others
             return Outcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
@@ -130,19 +128,15 @@ def run_housekeeping(
     return report
 
 
-def _held_back(error: TolokaCascadeFailed) -> str | None:
-    """Why the cascade stopped, if only pools in the rejection window (and what waits on them) did.
+def _held_back(error: TolokaCascadeHeldBack) -> str:
+    """Why the cascade stopped: pools in the rejection window (and what waits on them) held it back.
 
-    The cascade's summary names each refused object (``"pool 12": "... 409 THERE_IS_REJECTED_..."``).
+    The cascade decides what counts as held back (``TolokaCascadeHeldBack``); its summary names each
+    pool it refused (``held_back``), the first one in the rejection window.
     """
-    errors: dict[str, Any] = dict(error.summary.get("errors") or {}) or {"": str(error)}
-    rejected = [name for name, text in errors.items() if _REJECTED in str(text)]
-    waiting = [name for name, text in errors.items() if any(c in str(text) for c in _WAITING_ON_POOLS)]
-    if not rejected or len(rejected) + len(waiting) < len(errors):
-        return None
-    named = ", ".join(name for name in rejected if name) or "a pool"
+    named = ", ".join(f"pool {pool_id}" for pool_id in error.summary.get("held_back") or {}) or "a pool"
     return (
-        f"{named}: 409 {_REJECTED}, archivable 9 days after its last rejection; "
+        f"{named}: 409 {REJECTED}, archivable 9 days after its last rejection; "
         f"{_count(error.summary, 'pools')} other pool(s) archived meanwhile, the rest waits for a later run"
     )
 

@@ -26,6 +26,7 @@ from airflow_provider_toloka.archivable import (
     time_clears,
 )
 from airflow_provider_toloka.assets import add_archive_alias, cascade_objects, record_archived
+from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -41,7 +42,7 @@ from airflow_provider_toloka.links import (
     TolokaTrainingLink,
     object_page_url,
 )
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 from airflow_provider_toloka.validation import (
     validate_count,
     validate_id,
@@ -54,17 +55,12 @@ if TYPE_CHECKING:
 
     from airflow_provider_toloka.hooks.toloka import ObjectKind, TolokaHook
 
-# Chosen with benchmarks/bench_cascade.py: the fastest of 64, 128, 256 against a 100 requests/s
-# limit with 0.5 s operations; waiting threads are cheap (they block on an event, not on HTTP).
-DEFAULT_MAX_CONCURRENCY = 128
-# The watcher reads operations 300 to a page; more in flight would fall back to one read each.
-MAX_CONCURRENCY = 300
 # wait_until_archivable: ask every 6 hours, for up to 10 days (the 9-day rejection window and a margin).
 DEFAULT_ARCHIVABLE_CHECK_INTERVAL = 6 * 3600.0
 DEFAULT_ARCHIVABLE_TIMEOUT = 10 * 86400.0
 
 
-class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
+class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
     """Shared behaviour of the three archive operators; use one of the concrete classes.
 
     The operation id is kept in ``task_state_store`` (Airflow 3.3+, ``ResumableJobMixin``) before
@@ -186,7 +182,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
             self.log.info("Toloka %s %s is already archived; nothing to do.", self.object_kind, object_id)
             return None
         self.log.info("Archive of %s %s submitted: %s", self.object_kind, object_id, describe(operation))
-        self._follow(operation, context)
+        self._track_and_push_operation_id(operation, context)
         return operation["id"]
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
@@ -197,7 +193,7 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
                 raise
             # Toloka no longer knows it: archive again (idempotent: 204 if the first one worked).
             return "UNKNOWN"
-        self._follow(operation, context)
+        self._track_and_push_operation_id(operation, context)
         status = operation_status(operation)
         if status is not OperationStatus.FAIL:  # reconnecting: this try's button (a FAIL resubmits)
             self._persist_link(context, self._object_id)
@@ -211,12 +207,12 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
 
     def poll_until_complete(self, external_id: Any, context: Context) -> None:
         if self._operation is not None:
-            self._operation = self._finish(self._operation)
+            self._operation = self._wait_or_defer(self._operation)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any] | None:
         return self._operation
 
-    def _follow(self, operation: dict[str, Any], context: Context) -> None:
+    def _track_and_push_operation_id(self, operation: dict[str, Any], context: Context) -> None:
         """Make ``operation`` the one this try waits on, and tell XCom at once."""
         self._operation = operation
         context["ti"].xcom_push(key="operation_id", value=operation["id"])
@@ -232,7 +228,8 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         except (TolokaError, KeyError) as error:
             self.log.warning("No web-UI link for %s %s: %s", self.object_kind, object_id, error)
 
-    def _finish(self, operation: dict[str, Any]) -> dict[str, Any]:
+    def _wait_or_defer(self, operation: dict[str, Any]) -> dict[str, Any]:
+        """The finished operation: at once if it ended, else by blocking here or deferring (which raises)."""
         status = operation_status(operation)
         if status is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
@@ -342,7 +339,11 @@ class TolokaArchiveOperator(ResumableJobMixin, BaseOperator):
         return operation
 
 
-class TolokaArchiveProjectOperator(TolokaArchiveOperator):
+# The base class's name before 1.0.0: DAGs and subclasses that name it keep working.
+TolokaArchiveOperator = TolokaArchiveBaseOperator
+
+
+class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
     """Archive a Toloka project. Every pool and training of it must be archived first, or pass ``cascade``.
 
     :param project_id: the project's id (templated).
@@ -448,7 +449,7 @@ class TolokaArchiveProjectOperator(TolokaArchiveOperator):
         return summary
 
 
-class TolokaArchivePoolOperator(TolokaArchiveOperator):
+class TolokaArchivePoolOperator(TolokaArchiveBaseOperator):
     """Archive a Toloka pool. The pool must be closed; with rejected tasks, 9 days after the last rejection.
 
     :param pool_id: the pool's id (templated).
@@ -465,7 +466,7 @@ class TolokaArchivePoolOperator(TolokaArchiveOperator):
         self.pool_id = pool_id
 
 
-class TolokaArchiveTrainingOperator(TolokaArchiveOperator):
+class TolokaArchiveTrainingOperator(TolokaArchiveBaseOperator):
     """Archive a Toloka training. It must be closed and every main pool linked to it archived.
 
     :param training_id: the training's id (templated).

@@ -112,7 +112,8 @@ class TolokaHousekeepingOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_toloka.housekeeping import TolokaHousekeepingFailed, run_housekeeping
+        from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
+        from airflow_provider_toloka.housekeeping import run_housekeeping
 
         project_ids = _validate_project_ids(self.project_ids)
         report = run_housekeeping(

@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensor
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import TolokaError, TolokaRetriesExhausted
 from airflow_provider_toloka.links import TolokaOperationLink, operation_page_url
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.validation import validate_id, validate_seconds
 

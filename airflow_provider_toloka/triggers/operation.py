@@ -17,7 +17,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_toloka.events import EventStatus, OperationEvent
 from airflow_provider_toloka.exceptions import TolokaOperationFailed
-from airflow_provider_toloka.operation import OperationStatus, describe, operation_status
+from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 from airflow_provider_toloka.triggers.reader import Outcome, shared_reader
 from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 

@@ -1,5 +1,9 @@
 """One reader of Toloka operations per event loop and connection, for every trigger waiting there.
 
+Why not ``cascade/watch.py``, which also reads operations by page: that watcher serves the worker threads
+of one cascade task, blocking, through the sync hook; here many unrelated triggers share one event loop
+and must never block it, each with its own pace and deadline.
+
 A trigger polling its own operation costs Toloka one request per ``poll_interval``: a thousand deferred
 archives cost 100 requests a second, a third of an account's limit, for as long as they wait. Here the
 triggers of one loop register their operation with the loop's ``OperationReader`` and await its end. The
@@ -53,7 +57,7 @@ from airflow.exceptions import AirflowException
 
 from airflow_provider_toloka.exceptions import TolokaError
 from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
-from airflow_provider_toloka.operation import OperationStatus, operation_status, poll_delays
+from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
 

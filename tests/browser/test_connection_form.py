@@ -3,6 +3,8 @@
 Starts ``airflow api-server`` on a free loopback port with a throw-away SQLite home, opens
 *Admin → Connections → Add Connection*, picks the Toloka type and checks what a user sees; then
 saves a connection and reads it back to prove the form stores the extras where the hook reads them.
+A missing Chromium skips the test on a developer's machine and fails it in CI (``CI=true`` or
+``TOLOKA_REQUIRE_BROWSER_TEST=1``, which ``.ci/run`` sets).
 The screenshot goes to pytest's temporary folder; with ``TOLOKA_UPDATE_SCREENSHOT=1`` it replaces
 ``docs/connection-form.png``, so an ordinary test run never changes the work tree.
 """
@@ -23,7 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("TOLOKA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -45,7 +47,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)")
+        message = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)"
+        # In CI a missing browser is a failure, never a quiet skip (as the production test's guard).
+        if os.environ.get("TOLOKA_REQUIRE_BROWSER_TEST") or os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     home = tmp_path_factory.mktemp("airflow-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
     env.update(

@@ -406,9 +406,26 @@ class AirflowStack:
 
     def api(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         """Call the public REST API (``/api/v2``); SimpleAuthManager's all-admins mode needs no login."""
-        response = requests.request(
-            method, f"{self.api_url}/api/v2{path}", json=body, params=params or None, timeout=30
-        )
+
+        def send() -> requests.Response:
+            headers = {"Authorization": f"Bearer {self._jwt}"} if getattr(self, "_jwt", None) else None
+            return requests.request(
+                method,
+                f"{self.api_url}/api/v2{path}",
+                json=body,
+                params=params or None,
+                headers=headers,
+                timeout=30,
+            )
+
+        response = send()
+        if response.status_code == 401:
+            # Airflow 3.0 asks for a JWT even in all-admins mode: its simple auth manager hands one to
+            # anybody at GET /auth/token (3.1+ lets the requests through without one).
+            token = requests.get(f"{self.api_url}/auth/token", timeout=30)
+            token.raise_for_status()
+            self._jwt = token.json()["access_token"]
+            response = send()
         if not response.ok:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None

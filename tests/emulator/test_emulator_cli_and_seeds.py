@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_toloka.cascade.plan import training_of
+from airflow_provider_toloka.cascade.plan import required_training_id
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def test_the_demo_seed_holds_both_demo_projects():
     assert emulator.object("project", "1001")["status"] == "ACTIVE"
     assert [emulator.object("pool", pid)["status"] for pid in ("2001", "2002")] == ["CLOSED", "CLOSED"]
     for pool_id, training_id in (("2001", "3001"), ("2002", "3001"), ("2101", "3101")):
-        assert training_of(emulator.object("pool", pool_id)) == training_id
+        assert required_training_id(emulator.object("pool", pool_id)) == training_id
     assert emulator.object("pool", "2101")["project_id"] == "1002"
     assert emulator.object("pool", "2401")["project_id"] == "1004"
     assert "main_pool_ids" not in emulator.object("training", "3001")

@@ -272,10 +272,11 @@ def test_every_project_waits_out_a_429_together(emu):
     summary, _ = housekeeping(min_idle_days=0.5, max_concurrency=16)
 
     assert len(summary["archived"]) == 24
-    refused = [r.time for r in emu.requests if r.status == 429]
+    refused = [r for r in emu.requests if r.status == 429]
     assert refused, "16 projects at once should meet a limit of 30 requests a second"
-    # One burst of 429s, from the start; none once the shared pace was set from what Toloka accepted.
-    assert max(refused) - min(refused) < 1.0
+    # One burst of 429s: at most one per project in flight when the first came back (16), none once the
+    # shared pause and pace were set. Each project backing off on its own meets the limit again and again.
+    assert len(refused) <= 16, f"{len(refused)} refusals: the projects did not wait out the 429 together"
 
 
 def test_an_account_without_active_projects_is_a_quiet_success(emu):

@@ -44,10 +44,12 @@ def wait_until_finished(emu) -> None:
 
 
 def test_not_done_until_success_then_returns_the_operation(emu):
-    emu.operation_duration = 2  # the first poke comes long before the end
+    # Ten minutes of archive: the first poke finds it running on any machine; then the emulator's clock
+    # moves past its end, with no wait.
+    emu.operation_duration = 600
     sensor = TolokaOperationSensor(task_id="s", operation_id=start_archive(emu))
     assert sensor.poke(context()) is False
-    wait_until_finished(emu)
+    emu.advance_clock(601)
     result = sensor.poke(context())
     assert result.is_done
     assert result.xcom_value["status"] == "SUCCESS"

@@ -13,6 +13,7 @@ from tenacity import BaseRetrying
 
 from airflow_provider_toloka import compat
 from airflow_provider_toloka.hooks.toloka import TolokaHook
+from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
 CLASSPATH = "airflow_provider_toloka.triggers.operation.TolokaOperationTrigger"
@@ -225,21 +226,49 @@ async def test_triggers_in_one_loop_share_one_client_and_one_connection_read(emu
     assert len(clients) == 1
 
 
+def cyclic_garbage(*kinds: type) -> list[str]:
+    """Names of the objects of ``kinds`` that only Python's cyclic collector would have freed."""
+    gc.collect()
+    return [type(o).__name__ for o in gc.garbage if isinstance(o, kinds)]
+
+
 async def test_polls_leave_nothing_for_the_cyclic_garbage_collector(emu):
     """Garbage in reference cycles waits for Python's full collection, which walks every object in the
     triggerer and stalls all its triggers (~200 ms at 1000 triggers in ``benchmarks/bench_trigger.py``).
-    httpx responses and tenacity's retry state form such cycles unless the async hook breaks them."""
-    emu.operation_duration = 1.0  # several polls, even on a loaded machine
-    gc.collect()  # slow in a large test process: before the operation starts, so it is still polled
+    httpx responses form such cycles unless the shared reader breaks them."""
+    emu.operation_duration = 600  # ends when the emulator's clock is moved, after three polls
+    operation_id = start_archive(emu)
+    gc.collect()  # slow in a large test process: before polling starts
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        operation_id = start_archive(emu)
-        [event] = await events_of(TolokaOperationTrigger(operation_id, poll_interval=0.05))
-        gc.collect()
-        cyclic = [type(o).__name__ for o in gc.garbage if isinstance(o, (httpx.Response, BaseRetrying))]
+        polled = asyncio.create_task(events_of(TolokaOperationTrigger(operation_id, poll_interval=0.05)))
+        while len(operation_polls(emu, operation_id)) < 3:
+            await asyncio.sleep(0.01)
+        emu.advance_clock(601)
+        [event] = await polled
+        cyclic = cyclic_garbage(httpx.Response)
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
     assert event["status"] == "success"
-    assert len(operation_polls(emu, operation_id)) >= 3
+    assert cyclic == []
+
+
+async def test_retried_reads_leave_no_retry_state_for_the_cyclic_garbage_collector(emu):
+    """The async hook's retried reads (``TolokaAsyncHook``, tenacity's ``AsyncRetrying``): tenacity keeps
+    its last attempt's actions in a reference cycle unless the hook releases it after each read."""
+    operation_id = start_archive(emu)
+    emu.inject_fault("503", count=2, path=f"/operations/{operation_id}")
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with TolokaAsyncHook(retry_min_wait=0.01, retry_max_wait=0.02) as hook:
+            for _ in range(3):
+                await hook.get_operation(operation_id)
+        cyclic = cyclic_garbage(BaseRetrying)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    # Two reads were refused and retried: the retry path ran.
+    assert [status for status in operation_polls(emu, operation_id)][:3] == [503, 503, 200]
     assert cyclic == []

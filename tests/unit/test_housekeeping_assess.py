@@ -5,7 +5,7 @@ from __future__ import annotations
 import pendulum
 import pytest
 
-from airflow_provider_toloka.exceptions import TolokaCascadeFailed
+from airflow_provider_toloka.exceptions import TolokaCascadeHeldBack
 from airflow_provider_toloka.housekeeping.assess import assess
 from airflow_provider_toloka.housekeeping.run import _held_back
 
@@ -86,28 +86,19 @@ def test_open_pools_are_named_and_locked_ones_block():
     assert locked.detail.startswith("pool 10 (LOCKED): locked by a running Toloka operation")
 
 
-def failed(errors: dict[str, str]) -> TolokaCascadeFailed:
-    summary = {"pools": {"archived": ["11", "12"]}, "errors": errors}
-    return TolokaCascadeFailed("Cascade archive of project 1 stopped", summary)
-
-
-REJECTED = "Toloka refused POST /pools/10/archive: HTTP 409 THERE_IS_REJECTED_ASSIGNMENT (request_id r1)"
+def held_back(pools: dict[str, str | None]) -> TolokaCascadeHeldBack:
+    summary = {"pools": {"archived": ["11", "12"]}, "errors": {}, "held_back": pools}
+    return TolokaCascadeHeldBack("Cascade archive of project 1 archived everything it could", summary, {"X"})
 
 
 @pytest.mark.parametrize(
-    ("errors", "held_back"),
-    [
-        ({"pool 10": REJECTED}, True),
-        ({"pool 10": REJECTED, "training 20": "HTTP 409 TRAINING_ARCHIVE_CONFLICT"}, True),
-        ({"pool 10": REJECTED, "pool 13": "Toloka operation op-1 (POOL.ARCHIVE) ended in FAIL"}, False),
-        ({"training 20": "HTTP 409 TRAINING_ARCHIVE_CONFLICT"}, False),
-        ({"pool 10": "HTTP 403 ACCESS_DENIED"}, False),
-    ],
+    ("pools", "named"),
+    [({"10": None}, "pool 10"), ({"10": "20", "13": None}, "pool 10, pool 13"), ({}, "a pool")],
 )
-def test_only_rejection_window_refusals_hold_a_project_back(errors, held_back):
-    reason = _held_back(failed(errors))
+def test_a_held_back_cascade_names_the_pools_in_the_rejection_window(pools, named):
+    # Whether a cascade is held back is the cascade's decision (TolokaCascadeHeldBack, see
+    # tests/test_cascade.py); housekeeping only words it, naming the pools the cascade held back.
+    reason = _held_back(held_back(pools))
 
-    assert (reason is not None) is held_back
-    if held_back:
-        assert reason.startswith("pool 10: 409 THERE_IS_REJECTED_ASSIGNMENT, archivable 9 days after")
-        assert "2 other pool(s) archived meanwhile" in reason
+    assert reason.startswith(f"{named}: 409 THERE_IS_REJECTED_ASSIGNMENT, archivable 9 days after")
+    assert "2 other pool(s) archived meanwhile" in reason

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from airflow_provider_toloka.exceptions import TolokaError
-from airflow_provider_toloka.operation import describe, is_terminal, operation_status, poll_delays
+from airflow_provider_toloka.operation_status import describe, is_terminal, operation_status, poll_delays
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,9 @@ SQLite metadata DB, the emulator seeded with the ``demo`` world, each example DA
 XCom, deferral and all), then each object's status before and after. Exits non-zero if any run failed.
 Runs go two at a time (``--jobs``), each in its own copy of the metadata DB: each ``airflow dags test`` is
 one busy process for about half a minute, most of it Airflow starting.
+
+It lives beside the tests, not in the package: it needs the repository's ``example_dags/``, which the
+wheel does not ship. ``./dev demo`` runs it as ``python -m tests.demo`` from the repository's root.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from airflow_provider_toloka.emulator.seeding import resolve_seed
 from airflow_provider_toloka.emulator.server import TolokaEmulator
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
 
 
 def _objects(seed: Path) -> list[tuple[str, str]]:
