@@ -165,8 +165,20 @@ def _approval_operator():
     return ApprovalOperator
 
 
+def _airflow_at_least(version: str) -> bool:
+    from importlib.metadata import version as installed
+
+    from packaging.version import Version
+
+    return Version(installed("apache-airflow")) >= Version(version)
+
+
+# Answering under dag.test(): on 3.3+ the approval task waits in ``awaiting_input`` and the hitlDetails
+# route resumes it. On 3.1 and 3.2 it defers to HITLTrigger, and dag.test()'s in-process supervisor does not
+# serve the trigger's GetHITLDetailResponse ("Unhandled request", then AttributeError on None): a real
+# triggerer does, so there the approval works in a deployment but cannot be given under dag.test().
 needs_approval = pytest.mark.skipif(
-    _approval_operator() is None, reason="ApprovalOperator needs Airflow 3.1+"
+    not _airflow_at_least("3.3"), reason="an approval under dag.test() needs Airflow 3.3+ (see Approver)"
 )
 
 
@@ -263,6 +275,10 @@ def test_housekeeping_example_plans_then_archives_the_idle_projects(airflow_db, 
     if _approval_operator() is None:
         # Airflow 3.0: no approval step, the real run follows the dry run.
         run = load_dag("example_toloka_housekeeping").test()
+    elif not _airflow_at_least("3.3"):
+        # Airflow 3.1, 3.2: dag.test() cannot run the approval's trigger (see needs_approval); stand in for
+        # the person by marking the approval task done.
+        run = load_dag("example_toloka_housekeeping").test(mark_success_pattern="approve")
     else:
         with Approver("example_toloka_housekeeping", "approve", "Approve") as approver:
             run = load_dag("example_toloka_housekeeping").test()
