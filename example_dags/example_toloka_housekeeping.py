@@ -31,12 +31,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from airflow_provider_toloka.compat import approval_operator
 from airflow_provider_toloka.operators.housekeeping import TolokaHousekeepingOperator
 
-try:  # Airflow 3.1+: the standard provider's human-in-the-loop operators
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
-except ImportError:  # Airflow 3.0 (the module refuses to load there): see the docstring for what to use
-    ApprovalOperator = None
+# Airflow 3.1+: the standard provider's ApprovalOperator; None on 3.0 (see the docstring for what to use).
+ApprovalOperator = approval_operator()
 
 MIN_IDLE_DAYS = 30
 MAX_PROJECTS = 500

@@ -62,14 +62,13 @@ def _waves(dag_folder: str) -> list[list[str]]:
 
 def _approvals(dag_folder: str) -> dict[str, list[str]]:
     """dag_id -> its human-in-the-loop tasks (Airflow 3.1+), which the demo marks done: nobody answers."""
-    try:
-        from airflow.providers.standard.operators.hitl import HITLOperator
-    except ImportError:  # Airflow 3.0: no such tasks
-        return {}
-    from airflow_provider_toloka.compat import dag_bag
+    from airflow_provider_toloka.compat import approval_operator, dag_bag
 
+    approval = approval_operator()
+    if approval is None:  # Airflow 3.0: no such tasks
+        return {}
     bag = dag_bag(dag_folder)
-    found = {d: [t.task_id for t in dag.tasks if isinstance(t, HITLOperator)] for d, dag in bag.dags.items()}
+    found = {d: [t.task_id for t in dag.tasks if isinstance(t, approval)] for d, dag in bag.dags.items()}
     return {dag_id: task_ids for dag_id, task_ids in found.items() if task_ids}
 
 

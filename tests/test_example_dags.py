@@ -158,11 +158,9 @@ def return_value(run, task_id: str):
 
 
 def _approval_operator():
-    try:
-        from airflow.providers.standard.operators.hitl import ApprovalOperator
-    except ImportError:  # Airflow 3.0: the module refuses to load (human-in-the-loop needs 3.1+)
-        return None
-    return ApprovalOperator
+    from airflow_provider_toloka.compat import approval_operator
+
+    return approval_operator()
 
 
 def _airflow_at_least(version: str) -> bool:
