@@ -92,6 +92,14 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["string", "null"]},
                     },
+                    "act_under_account_id": {
+                        "label": "Act under account",
+                        "description": (
+                            "Id of a shared account the token's user is a member of: every request acts "
+                            "under it (header X-Act-Under-Account-ID). Empty: the token's own account."
+                        ),
+                        "schema": {"type": ["string", "null"], "maxLength": 128},
+                    },
                     "max_retries": {
                         "label": "Retries",
                         "description": "Retries after HTTP 429, 5xx or a dropped connection (default 5).",
@@ -101,6 +109,14 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Request timeout (seconds)",
                         "description": "Seconds to wait for one answer from Toloka (default 30).",
                         "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
+                    "requests_per_second": {
+                        "label": "Requests per second",
+                        "description": (
+                            "This connection's share of the account's limit (Toloka's is 300). Each task "
+                            "then paces its requests from the first one. Empty: slow down on HTTP 429."
+                        ),
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 300},
                     },
                 },
                 "ui-field-behaviour": {

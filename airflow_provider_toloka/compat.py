@@ -53,7 +53,8 @@ def connection_form_widgets() -> dict[str, Any]:
     """The ``conn-fields`` of ``get_provider_info`` as the wtforms fields Airflow 3.0 and 3.1 read.
 
     Those minors accept only string, integer, password and boolean fields, so a ``number`` (the request
-    timeout) is an integer field there: whole seconds from the form, any number in the extra JSON.
+    timeout, requests per second) is an integer field there: whole numbers from the form, any number in
+    the extra JSON.
     Airflow's api-server swaps in its own stand-ins for these wtforms names before calling, so only
     ``wtforms`` must import (no Flask-AppBuilder widget is needed).
     """

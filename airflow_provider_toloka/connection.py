@@ -8,6 +8,7 @@ scheme) cannot drift apart.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,11 @@ API_PATH = "/api/v1"
 USER_AGENT = f"airflow-provider-toloka/{__version__}"
 # Seconds to wait for one HTTP answer unless the caller or the connection's ``timeout`` extra says otherwise.
 DEFAULT_TIMEOUT = 30.0
+# Toloka refuses more than this many requests a second from one account (its API reference, "Rate limits").
+MAX_REQUESTS_PER_SECOND = 300.0
+# toloka-kit's name for the header that makes a member of a shared account act under it.
+ACT_UNDER_ACCOUNT_HEADER = "X-Act-Under-Account-ID"
+MAX_ACCOUNT_ID_LENGTH = 128
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -51,6 +57,9 @@ class TolokaConnectionSettings:
     ui_base_url: str = UI_BASE_URLS["production"]
     max_retries: int | None = None
     timeout: float | None = None
+    # None: learn the pace from Toloka's 429s (throttle.SharedThrottle); set: pace from the first request.
+    requests_per_second: float | None = None
+    act_under_account_id: str | None = None
 
     @property
     def authorization(self) -> str:
@@ -59,7 +68,14 @@ class TolokaConnectionSettings:
     @property
     def headers(self) -> dict[str, str]:
         """What every request carries, from the sync hook and the async trigger alike."""
-        return {"Authorization": self.authorization, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {
+            "Authorization": self.authorization,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        if self.act_under_account_id:
+            headers[ACT_UNDER_ACCOUNT_HEADER] = self.act_under_account_id
+        return headers
 
     def scrub(self, text: str) -> str:
         """Hide the token should a server or proxy ever echo it back into an answer we show."""
@@ -114,16 +130,65 @@ class TolokaConnectionSettings:
                 timeout = validate_seconds("timeout", float(timeout))
         except (TypeError, ValueError):
             raise bad("extra.timeout", timeout, "pass a positive number of seconds, e.g. 30.") from None
+        requests_per_second = _requests_per_second(extra.get("requests_per_second"), bad)
 
         return cls(
             conn_id=conn_id,
+            act_under_account_id=_parse_account_id(extra.get("act_under_account_id"), bad),
             api_url=root + API_PATH,
             token=token,
             auth_scheme=scheme,
             ui_base_url=str(extra.get("ui_base_url") or ui_default).rstrip("/"),
             max_retries=max_retries,
             timeout=timeout,
+            requests_per_second=requests_per_second,
         )
+
+
+def _requests_per_second(value: Any, bad: Any) -> float | None:
+    """The declared pace: empty (forms save ``""``) means unset; else a number in (0, 300]."""
+    if value is None or value == "":
+        return None
+    fix = (
+        f"pass the requests a second this connection may send, above 0 and at most "
+        f"{MAX_REQUESTS_PER_SECOND:g} (Toloka's limit per account), e.g. 100; or leave it empty to "
+        "learn the pace from Toloka's 429 answers."
+    )
+    try:
+        rate = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        raise bad("extra.requests_per_second", value, fix) from None
+    if not (0 < rate <= MAX_REQUESTS_PER_SECOND):  # NaN fails every comparison, inf the second
+        raise bad("extra.requests_per_second", value, fix)
+    return rate
+
+
+def _parse_account_id(value: Any, bad: Any) -> str | None:
+    """The shared account to act under; ``None`` (the token's own) when unset or ``""`` (as forms save it).
+
+    Checked before any request: a stray space or newline would otherwise reach Toloka as part of a header
+    (or be refused by the HTTP library with a message that names neither the field nor the fix).
+    """
+    if value is None or value == "":
+        return None
+    name = "extra.act_under_account_id"
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise bad(name, value, 'give the account id as a string, e.g. "a1b2c3", or leave it empty.')
+    if len(value) > MAX_ACCOUNT_ID_LENGTH:
+        raise bad(
+            name,
+            f"{value[:20]}...",
+            f"it is {len(value)} characters long, over {MAX_ACCOUNT_ID_LENGTH}: paste only the account id.",
+        )
+    if any(char.isspace() for char in value):
+        raise bad(name, value, "it contains whitespace: remove the spaces, tabs or line breaks in it.")
+    if any(not char.isprintable() for char in value):
+        raise bad(name, value, "it contains control characters: paste only the account id.")
+    if not value.isascii():
+        raise bad(name, value, "an HTTP header carries ASCII only: paste the account id as Toloka shows it.")
+    return value
 
 
 def _parse_host(host: str, port: int | None, bad: Any) -> str:

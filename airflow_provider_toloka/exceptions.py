@@ -7,6 +7,7 @@ and request id, and the next step, so the log line alone is enough to fix the pr
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from airflow.exceptions import AirflowException
@@ -28,6 +29,10 @@ _CONFLICT_HINTS = {
 _OTHER_CONFLICT_HINT = (
     "the object's status does not allow this: check it (and its pools' and trainings') in Toloka"
 )
+# The windows of Toloka's quotas (``payload.interval`` of a 429), in seconds, as toloka-kit reads them. An
+# HOUR or DAY quota is not waited out by retries: see ``TolokaQuotaExhausted``.
+QUOTA_WINDOWS = {"MIN": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+LONG_QUOTAS = frozenset({"HOUR", "DAY"})
 
 
 class TolokaError(AirflowException):
@@ -64,6 +69,17 @@ class TolokaApiError(TolokaError):
         super().__init__(self._describe())
 
     @property
+    def quota(self) -> str | None:
+        """Which quota a 429 says ran out (``payload.interval``: ``MIN``, ``HOUR``, ``DAY``).
+
+        ``None`` for any other status and for the per-second rate limit, whose 429 names none.
+        """
+        if self.status_code != 429 or not isinstance(self.payload, dict):
+            return None
+        interval = self.payload.get("interval")
+        return str(interval).upper() if interval else None
+
+    @property
     def hint(self) -> str | None:
         """What the user should do about this refusal: one for every 400, 401, 403, 404 and 409.
 
@@ -77,7 +93,8 @@ class TolokaApiError(TolokaError):
         if self.status_code == 403:
             return (
                 "the token's account may not touch this object: use a token (OAuth or ApiKey) of the "
-                "requester account that owns it, issued for the same environment (sandbox or production)"
+                "requester account that owns it, issued for the same environment (sandbox or production); "
+                "with act_under_account_id, check that the token's user is a member of that account"
             )
         if self.status_code == 404:
             return "check the id: Toloka does not know it (or the token's account cannot see it)"
@@ -98,6 +115,32 @@ class TolokaApiError(TolokaError):
         if self.hint:
             text += f". Hint: {self.hint}"
         return text
+
+
+class TolokaQuotaExhausted(TolokaApiError):
+    """A 429 for an HOUR or DAY quota: retrying within seconds cannot help, so it fails at once.
+
+    The task waits for the quota only with ``wait_out_quota=True`` and when the reset falls within its own
+    deadline. Toloka names the quota (``payload.interval``) but not when it resets: ``resets_in`` is its
+    ``Retry-After`` when it sends one, else the whole window (an hour, a day) as toloka-kit assumes, so it
+    is the latest the quota can reset, never earlier than it does.
+
+    :param resets_in: seconds from the answer until the quota has reset.
+    """
+
+    def __init__(self, *, resets_in: float, **kwargs: Any) -> None:
+        self.resets_in = resets_in
+        self.resets_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=resets_in)
+        super().__init__(**kwargs)
+
+    @property
+    def hint(self) -> str | None:
+        return (
+            f"Toloka's {self.quota} quota for this request ran out; it resets by "
+            f"{self.resets_at.strftime('%Y-%m-%dT%H:%M:%SZ')} (in {self.resets_in:.0f} s at the latest). "
+            "Run the task again after then, or pass wait_out_quota=True to wait for it when the task's "
+            "execution_timeout (or timeout) leaves room"
+        )
 
 
 class TolokaRetriesExhausted(TolokaError):

@@ -9,12 +9,18 @@ will answer the same way every time, so it fails at once.
 from __future__ import annotations
 
 import random
+import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 
-from airflow_provider_toloka.exceptions import TolokaApiError, TolokaRetriesExhausted
+from airflow_provider_toloka.exceptions import (
+    QUOTA_WINDOWS,
+    TolokaApiError,
+    TolokaQuotaExhausted,
+    TolokaRetriesExhausted,
+)
 
 if TYPE_CHECKING:
     from tenacity import BaseRetrying
@@ -27,8 +33,11 @@ DEFAULT_RETRY_MIN_WAIT = 1.0
 DEFAULT_RETRY_MAX_WAIT = 30.0
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped at five minutes."""
+def parse_retry_after(value: str | None, *, maximum: float | None = MAX_RETRY_AFTER) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped at five minutes.
+
+    :param maximum: the cap; ``None`` for none, to tell when an hour or day quota resets.
+    """
     if not value:
         return None
     value = value.strip()
@@ -40,7 +49,8 @@ def parse_retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError):
             return None
         seconds = (pendulum.instance(when) - pendulum.now("UTC")).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    seconds = max(seconds, 0.0)
+    return seconds if maximum is None else min(seconds, maximum)
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: float | None = None) -> float:
@@ -62,12 +72,18 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: 
 def describe_fault(error: BaseException) -> str:
     """A short name for a fault, for retry log lines and the final error."""
     if isinstance(error, TolokaApiError):
-        return f"HTTP {error.status_code}" + (f" {error.code}" if error.code else "")
+        quota = f" ({error.quota} quota)" if error.quota else ""
+        return f"HTTP {error.status_code}" + (f" {error.code}" if error.code else "") + quota
     return f"{type(error).__name__}: {error}"
 
 
 def is_retryable(error: BaseException, transient: tuple[type[BaseException], ...]) -> bool:
-    """A retryable HTTP status, or one of the client library's transient errors (dropped, timed out)."""
+    """A retryable HTTP status, or one of the client library's transient errors (dropped, timed out).
+
+    Not an HOUR or DAY quota (``TolokaQuotaExhausted``): a few retries seconds apart cannot outlast it.
+    """
+    if isinstance(error, TolokaQuotaExhausted):
+        return False
     if isinstance(error, TolokaApiError):
         return error.status_code in RETRYABLE_STATUS
     return isinstance(error, transient)
@@ -85,6 +101,11 @@ def release(retrying: BaseRetrying) -> None:
     retrying.iter_state.reset()
 
 
+def quota_fits(error: TolokaQuotaExhausted, deadline: float | None) -> bool:
+    """Whether the quota resets before ``deadline`` (Unix time; ``None``: the task has none)."""
+    return deadline is None or time.time() + error.resets_in <= deadline
+
+
 def retry_policy(
     *,
     method: str,
@@ -94,11 +115,18 @@ def retry_policy(
     max_wait: float,
     transient: tuple[type[BaseException], ...],
     log: Any,
+    wait_out_quota: bool = False,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for tenacity's ``Retrying`` (sync hook) or ``AsyncRetrying`` (async hook).
 
     One policy for both, so a blocking wait and a deferred one retry the same faults the same way and
     give up with the same ``TolokaRetriesExhausted`` naming the last fault and the attempts made.
+
+    A 429 for a MIN quota without ``Retry-After`` waits the whole minute (toloka-kit does the same): the
+    exponential back-off would spend every retry inside the window. An HOUR or DAY quota is raised at once
+    (``TolokaQuotaExhausted``), unless ``wait_out_quota`` and it resets before ``deadline`` (Unix time, the
+    task's own; ``None``: none): then it is waited out, once per attempt.
     """
     from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -113,8 +141,28 @@ def retry_policy(
             method=method, path=path, attempts=state.attempt_number, last_fault=describe_fault(error)
         ) from error
 
+    def should_retry(error: BaseException) -> bool:
+        if not isinstance(error, TolokaQuotaExhausted):
+            return is_retryable(error, transient)
+        if wait_out_quota and quota_fits(error, deadline):
+            return True
+        if wait_out_quota:
+            log.warning(
+                "Toloka %s %s: the %s quota resets in %.0f s, after the task's deadline: not waiting for it",
+                method,
+                path,
+                error.quota,
+                error.resets_in,
+            )
+        return False
+
     def wait(state: RetryCallState) -> float:
-        retry_after = getattr(error_of(state), "retry_after", None)
+        error = error_of(state)
+        if isinstance(error, TolokaQuotaExhausted):
+            return error.resets_in + random.uniform(0, 1)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is None and getattr(error, "quota", None) == "MIN":
+            retry_after = QUOTA_WINDOWS["MIN"]
         return backoff_delay(
             state.attempt_number, initial=min_wait, maximum=max_wait, retry_after=retry_after
         )
@@ -133,7 +181,7 @@ def retry_policy(
     return {
         "stop": stop_after_attempt(max_retries + 1),
         "wait": wait,
-        "retry": retry_if_exception(lambda error: is_retryable(error, transient)),
+        "retry": retry_if_exception(should_retry),
         "before_sleep": log_retry,
         "retry_error_callback": give_up,
     }

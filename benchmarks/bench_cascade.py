@@ -9,6 +9,9 @@ threads do not share a GIL), seeded with 1000 closed pools and 50 closed trainin
 - cascade: ``TolokaArchiveProjectOperator(cascade=True)``, the whole project; each training starts
   as soon as the pools linked to it are archived (the link read from each pool's
   ``quality_control.training_requirement.training_pool_id``).
+- cascade, declared rate: the same, with the connection's ``requests_per_second`` at the limit, so the
+  workers keep to it from the first request instead of learning it from the first burst's 429s. Its
+  table sets it beside today's run against the floor: one request per object at the rate.
 - cascade, trainings after every pool: the same operator with the old phase order (every training
   waits for every pool), to show what the earlier training start buys, side by side.
 - threads + per-object wait: the same thread pool and shared throttle, but each worker polls its
@@ -65,8 +68,8 @@ def write_seed(directory: Path) -> Path:
 
 
 @contextmanager
-def emulator(seed: Path) -> Iterator[str]:
-    """A fresh emulator process; yields its base URL."""
+def emulator(seed: Path, requests_per_second: float | None = None) -> Iterator[str]:
+    """A fresh emulator process; yields its base URL. The connection declares ``requests_per_second``."""
     command = [
         sys.executable, "-m", "airflow_provider_toloka.emulator", "--port", "0", "--seed", str(seed),
         "--operation-duration", str(OPERATION_DURATION), "--rate-limit", str(RATE_LIMIT),
@@ -77,8 +80,11 @@ def emulator(seed: Path) -> Iterator[str]:
         assert process.stdout is not None
         line = process.stdout.readline()
         url = line.split("serving ", 1)[1].split("/api/v1", 1)[0]
+        extra: dict[str, Any] = {"auth_scheme": "OAuth"}
+        if requests_per_second is not None:
+            extra["requests_per_second"] = requests_per_second
         os.environ["AIRFLOW_CONN_TOLOKA_DEFAULT"] = json.dumps(
-            {"conn_type": "toloka", "host": url, "password": "test-token", "extra": {"auth_scheme": "OAuth"}}
+            {"conn_type": "toloka", "host": url, "password": "test-token", "extra": extra}
         )
         yield url
     finally:
@@ -86,12 +92,23 @@ def emulator(seed: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def counted(hook: Any) -> Counter[int]:
+class Answers(Counter[int]):
+    """Answers by status, and when each 429 arrived (``time.monotonic``)."""
+
+    refused_at: list[float]
+
+
+def counted(hook: Any) -> Answers:
     """Count every answer the hook's session receives, by status."""
-    statuses: Counter[int] = Counter()
-    hook.get_conn().hooks["response"].append(
-        lambda response, *args, **kwargs: statuses.update([response.status_code])
-    )
+    statuses = Answers()
+    statuses.refused_at = []
+
+    def count(response: Any, *args: Any, **kwargs: Any) -> None:
+        statuses.update([response.status_code])
+        if response.status_code == 429:
+            statuses.refused_at.append(time.monotonic())
+
+    hook.get_conn().hooks["response"].append(count)
     return statuses
 
 
@@ -100,7 +117,9 @@ class _TI:
         pass
 
 
-def run_cascade(concurrency: int, phased: bool = False) -> tuple[Counter[int], int, str]:
+def run_cascade(
+    concurrency: int, phased: bool = False, declared: bool = False
+) -> tuple[Counter[int], int, str]:
     from airflow_provider_toloka.cascade import execute
     from airflow_provider_toloka.cascade.steps import build_steps
     from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
@@ -124,6 +143,8 @@ def run_cascade(concurrency: int, phased: bool = False) -> tuple[Counter[int], i
     finally:
         execute.build_steps = build_steps  # type: ignore[assignment]
     done = len(summary["pools"]["archived"]) + len(summary["trainings"]["archived"]) + 1
+    if declared:
+        return statuses, done, f"cascade {concurrency}, declared rate {RATE_LIMIT:g}/s"
     order = "trainings after every pool" if phased else "trainings as their pools finish"
     return statuses, done, f"cascade {concurrency}, {order}"
 
@@ -164,12 +185,17 @@ def run_naive(limit: int) -> tuple[Counter[int], int, str]:
     return statuses, len(pools), f"naive loop, first {limit} pools"
 
 
-def measure(run: Callable[[], tuple[Counter[int], int, str]], seed: Path) -> dict[str, Any]:
-    with emulator(seed):
-        started = time.perf_counter()
+Run = Callable[[], tuple[Counter[int], int, str]]
+
+
+def measure(run: Run, seed: Path, requests_per_second: float | None = None) -> dict[str, Any]:
+    with emulator(seed, requests_per_second):
+        started = time.monotonic()
         statuses, objects, label = run()
-        wall = time.perf_counter() - started
-    return {"label": label, "wall": wall, "statuses": statuses, "objects": objects}
+        wall = time.monotonic() - started
+    refused_at = getattr(statuses, "refused_at", [])
+    late = sum(1 for at in refused_at if at > started + 1.0)
+    return {"label": label, "wall": wall, "statuses": statuses, "objects": objects, "late_429s": late}
 
 
 def main() -> None:
@@ -194,26 +220,29 @@ def main() -> None:
     parser.add_argument(
         "--skip-phased", action="store_true", help="skip the old order (trainings after every pool)"
     )
+    parser.add_argument("--skip-naive", action="store_true", help="skip the naive loop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     total_objects = POOLS + TRAININGS + 1
     needed = total_objects + math.ceil(POOLS / 300) + math.ceil(TRAININGS / 300) + 1
     bound = needed / RATE_LIMIT
-    runs: list[Callable[[], tuple[Counter[int], int, str]]] = []
+    runs: list[tuple[Run, float | None]] = []
     for value in args.concurrency.split(","):
-        runs.append(lambda c=int(value): run_cascade(c))
+        runs.append((lambda c=int(value): run_cascade(c), None))
+        runs.append((lambda c=int(value): run_cascade(c, declared=True), RATE_LIMIT))
         if not args.skip_phased:
-            runs.append(lambda c=int(value): run_cascade(c, phased=True))
+            runs.append((lambda c=int(value): run_cascade(c, phased=True), None))
         if not args.skip_per_object:
-            runs.append(lambda c=int(value): run_threads_per_object_wait(c))
-    runs.append(lambda: run_naive(args.naive_pools))
+            runs.append((lambda c=int(value): run_threads_per_object_wait(c), None))
+    if not args.skip_naive:
+        runs.append((lambda: run_naive(args.naive_pools), None))
 
     with tempfile.TemporaryDirectory() as directory:
         seed = write_seed(Path(directory))
         # Rounds interleave the variants, so a busy moment of the machine hits them alike; the fastest
         # round of each is reported (noise only ever adds time).
-        rounds = [[measure(run, seed) for run in runs] for _ in range(args.repeat)]
+        rounds = [[measure(run, seed, rate) for run, rate in runs] for _ in range(args.repeat)]
         results = [min(tries, key=lambda result: result["wall"]) for tries in zip(*rounds, strict=True)]
 
     print(
@@ -249,6 +278,20 @@ def main() -> None:
             )
             if cascade_wall:
                 print(f"\ncascade is {full / cascade_wall:.0f}x faster than the naive loop (extrapolated)")
+    floor = total_objects / RATE_LIMIT
+    print(
+        f"\nrequests_per_second={RATE_LIMIT:g} vs learning the pace from 429s; floor: one request per object "
+        f"({total_objects}) at {RATE_LIMIT:g} req/s = {floor:.2f} s"
+    )
+    header = f"{'approach':<48} {'wall s':>7} {'floor s':>7} {'x floor':>7} {'429s':>5} {'429s >1s':>8}"
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        if result["label"].startswith("cascade") and "after every pool" not in result["label"]:
+            print(
+                f"{result['label']:<48} {result['wall']:>7.2f} {floor:>7.2f} {result['wall'] / floor:>7.2f} "
+                f"{result['statuses'][429]:>5} {result['late_429s']:>8}"
+            )
     for value in args.concurrency.split(","):
         new = by_label.get(f"cascade {value}, trainings as their pools finish")
         old = by_label.get(f"cascade {value}, trainings after every pool")

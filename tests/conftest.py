@@ -29,6 +29,19 @@ def toloka_conn(toloka_emulator, monkeypatch):
 
 
 @pytest.fixture
+def declare_rate(toloka_conn, monkeypatch):
+    """Set the ``toloka_default`` connection's ``requests_per_second`` extra (the emulator as above)."""
+    import json
+
+    def declare(rate: object) -> None:
+        conn = json.loads(toloka_conn.airflow_conn_json())
+        conn["extra"]["requests_per_second"] = rate
+        monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", json.dumps(conn))
+
+    return declare
+
+
+@pytest.fixture
 def hook(toloka_conn):
     """A hook against the emulator with millisecond back-off, so retry tests stay fast."""
     from airflow_provider_toloka.hooks.toloka import TolokaHook

@@ -3,7 +3,8 @@
 ``plan`` decides what to do from the listed objects (pure), ``steps`` turns the plan into steps
 with the needs Toloka's preconditions impose, ``watch`` waits on many operations with few
 requests, ``execute`` runs each step as soon as its needs are done on a bounded thread pool.
-``archive_project_cascade`` ties them together for ``TolokaArchiveProjectOperator(cascade=True)``.
+``archive_project_cascade`` ties them together, and ``task`` runs that as
+``TolokaArchiveProjectOperator(cascade=True)``: the options that go with it, its hook, held-back retries.
 """
 
 from __future__ import annotations

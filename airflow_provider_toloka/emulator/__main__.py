@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> None:
         "--token", action="append", help="accepted token; repeat for more (default: test-token)"
     )
     parser.add_argument(
+        "--account",
+        action="append",
+        help="a shared account the tokens' user may act under (X-Act-Under-Account-ID); repeat for more",
+    )
+    parser.add_argument(
         "--operation-duration",
         type=float,
         default=2.0,
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         control=not args.no_control,
         control_token=args.control_token,
+        accounts=args.account or (),
     )
     emulator.operation_duration_spread = args.operation_duration_spread
     emulator.rate_limit = args.rate_limit

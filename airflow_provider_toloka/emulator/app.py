@@ -56,13 +56,13 @@ def create_app(state: EmulatorState) -> FastAPI:
             sort=query.choice(params, "sort", ("submitted", "-submitted", "id")) or "submitted",
             id_gt=params.get("id_gt"),
         )
-        return _json({"items": items, "has_more": has_more})
+        return json_response({"items": items, "has_more": has_more})
 
     async def get_operation(operation_id: str) -> Response:
-        return _json(state.get_operation(query.operation_id(operation_id)))
+        return json_response(state.get_operation(query.operation_id(operation_id)))
 
     async def get_operation_log(operation_id: str) -> Response:
-        return _json(state.operation_log(query.operation_id(operation_id)))
+        return json_response(state.operation_log(query.operation_id(operation_id)))
 
     app.add_api_route(f"{API_PREFIX}/operations", list_operations, methods=["GET"])
     app.add_api_route(f"{API_PREFIX}/operations/{{operation_id}}", get_operation, methods=["GET"])
@@ -75,14 +75,14 @@ def _act(action: Callable[[str, str], dict[str, Any] | None], kind: str) -> Hand
 
     async def handler(object_id: str) -> Response:
         operation = action(kind, query.object_id(object_id, f"{kind}_id"))
-        return Response(status_code=204) if operation is None else _json(operation, status=202)
+        return Response(status_code=204) if operation is None else json_response(operation, status=202)
 
     return handler
 
 
 def _read(state: EmulatorState, kind: str) -> Handler:
     async def handler(object_id: str) -> Response:
-        return _json(state.get_object(kind, query.object_id(object_id, f"{kind}_id")))
+        return json_response(state.get_object(kind, query.object_id(object_id, f"{kind}_id")))
 
     return handler
 
@@ -98,12 +98,13 @@ def _list(state: EmulatorState, kind: str, statuses: tuple[str, ...] = POOL_STAT
             status=query.choice(params, "status", statuses),
             id_gt=query.optional_object_id(params, "id_gt"),
         )
-        return _json({"items": items, "has_more": has_more})
+        return json_response({"items": items, "has_more": has_more})
 
     return handler
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def json_response(body: Any, status: int = 200) -> Response:
+    """A JSON answer, for the Toloka routes here and the control routes (``control.py``) alike."""
     return Response(json.dumps(body).encode(), status_code=status, media_type="application/json")
 
 

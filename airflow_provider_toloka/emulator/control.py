@@ -10,7 +10,7 @@ emulator over HTTP instead, with the same names:
 - ``POST /_emulator/clock/advance`` (``{"seconds": N}``), ``GET /_emulator/clock``
 - ``GET /_emulator/requests`` (the request log), ``DELETE /_emulator/requests``
 - ``GET /_emulator/settings``, ``PUT /_emulator/settings`` (``rate_limit``, ``latency``,
-  ``operation_duration``; only the keys given change)
+  ``operation_duration``, ``accounts``; only the keys given change)
 
 These requests skip the Toloka side entirely: no Toloka token, no faults, no rate limit, no
 latency, and they are not in the request log. With a control token set, each needs
@@ -19,31 +19,60 @@ latency, and they are not in the request log. With a control token set, each nee
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from airflow_provider_toloka.emulator.app import json_response
 from airflow_provider_toloka.emulator.gate import ASGIApp, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from airflow_provider_toloka.emulator.server import TolokaEmulator
+from airflow_provider_toloka.emulator.requestlog import RequestRecord
 
 PREFIX = "/_emulator"
-_SETTINGS = ("rate_limit", "latency", "operation_duration")
-_FAULT_ARGS = ("kind", "count", "path", "method", "retry_after", "delay", "when")
+_SETTINGS = ("rate_limit", "latency", "operation_duration", "accounts")
+_FAULT_ARGS = ("kind", "count", "path", "method", "retry_after", "delay", "when", "quota")
 
 
 class ControlError(Exception):
     """A control request the emulator cannot carry out: answered 400 with the reason."""
 
 
-def with_control(api: ASGIApp, emulator: TolokaEmulator, token: str | None = None) -> ASGIApp:
+class Steerable(Protocol):
+    """What the control API steers: ``TolokaEmulator``'s Python API, by the same names.
+
+    A protocol rather than the class itself, so ``server`` imports ``control`` and never the reverse.
+    ``rate_limit``, ``latency`` and ``operation_duration`` are read and set by name as well.
+    """
+
+    @property
+    def inject_fault(self) -> Callable[..., None]: ...  # its arguments are checked by name below
+
+    def load_seed_data(self, data: dict[str, Any]) -> None: ...
+    def reset(self) -> None: ...
+    def clear_faults(self) -> None: ...
+    def fail_next(self, kind: str, object_id: str, details: dict[str, Any] | None = None) -> None: ...
+    def advance_clock(self, seconds: float) -> None: ...
+    def clear_requests(self) -> None: ...
+
+    @property
+    def now(self) -> dt.datetime: ...
+
+    @property
+    def accounts(self) -> list[str]: ...
+    @accounts.setter
+    def accounts(self, ids: Iterable[str]) -> None: ...
+
+    @property
+    def requests(self) -> Sequence[RequestRecord]: ...
+
+
+def with_control(api: ASGIApp, emulator: Steerable, token: str | None = None) -> ASGIApp:
     """``api`` with the control routes in front of it, under ``/_emulator/``."""
     control = _control_app(emulator, token)
 
@@ -57,18 +86,19 @@ def with_control(api: ASGIApp, emulator: TolokaEmulator, token: str | None = Non
     return route
 
 
-def _control_app(emulator: TolokaEmulator, token: str | None) -> Starlette:
+def _control_app(emulator: Steerable, token: str | None) -> Starlette:
     def endpoint(action: Callable[[Any], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             if token is not None and not _authorized(request, token):
-                return _json({"error": "control API: send 'Authorization: Bearer <control token>'"}, 401)
+                refusal = "control API: send 'Authorization: Bearer <control token>'"
+                return json_response({"error": refusal}, 401)
             body = await request.body()
             try:
                 data = json.loads(body) if body else {}
                 result = action(data)
             except (ControlError, ValueError, TypeError, KeyError) as error:
-                return _json({"error": str(error)}, 400)
-            return _json({"ok": True} if result is None else result)
+                return json_response({"error": str(error)}, 400)
+            return json_response({"ok": True} if result is None else result)
 
         return handle
 
@@ -105,6 +135,9 @@ def _control_app(emulator: TolokaEmulator, token: str | None) -> Starlette:
 
     def change_settings(data: Any) -> dict[str, Any]:
         for name, value in _only(data, _SETTINGS).items():
+            if name == "accounts":
+                emulator.accounts = value  # refuses anything but a list of ids itself
+                continue
             if value is not None and not isinstance(value, int | float):
                 raise ControlError(
                     f"{name} must be a number of seconds (or requests per second), got {value!r}"
@@ -148,7 +181,3 @@ def _only(data: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -
 def _authorized(request: Request, token: str) -> bool:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body).encode(), status_code=status, media_type="application/json")

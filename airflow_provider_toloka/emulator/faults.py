@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 # "400" and "403" are refusals a client must not retry; the rest are the transient trouble it must survive.
 FAULT_KINDS = ("400", "403", "429", "500", "502", "503", "504", "drop", "slow")
+# A 429's ``payload.interval``, as toloka-kit reads it: the quota that ran out. None: the per-second limit.
+QUOTAS = ("MIN", "HOUR", "DAY")
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Fault:
     delay: float = 1.0
     # "after": a drop that lets the request through first, so its effect happens but the answer is lost.
     when: str = "before"
+    quota: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and (
@@ -46,6 +49,9 @@ class FaultPlan:
             raise ValueError(f"Unknown fault kind {fault.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
         if fault.when not in ("before", "after") or (fault.when == "after" and fault.kind != "drop"):
             raise ValueError('when="after" exists only for kind "drop"; other faults replace the handler')
+        if fault.quota is not None and (fault.kind != "429" or fault.quota not in QUOTAS):
+            quotas = ", ".join(QUOTAS)
+            raise ValueError(f'quota={fault.quota!r}: give it with kind "429" only, one of {quotas}')
         if fault.remaining < 1:
             raise ValueError("count must be at least 1")
         with self._lock:

@@ -33,14 +33,26 @@ _PLAIN_FAULTS = {
     "400": (400, "VALIDATION_ERROR", "Validation error (injected fault)"),
     "403": (403, "ACCESS_DENIED", "Access denied (injected fault)"),
     "429": (429, "TOO_MANY_REQUESTS", "Too many requests, slow down"),
+    "MIN": (429, "TOO_MANY_REQUESTS", "Quota exceeded for this method: too many requests a minute"),
+    "HOUR": (429, "TOO_MANY_REQUESTS", "Quota exceeded for this method: too many requests an hour"),
+    "DAY": (429, "TOO_MANY_REQUESTS", "Quota exceeded for this method: too many requests a day"),
     "500": (500, "INTERNAL_ERROR", "Internal error (injected fault)"),
     "503": (503, "REMOTE_SERVICE_UNAVAILABLE", "Service temporarily unavailable (injected fault)"),
 }
 _PROXY_FAULTS = {"502": (502, "Bad Gateway"), "504": (504, "Gateway Time-out")}
 
 
+ACCOUNT_HEADER = b"x-act-under-account-id"
+
+
 class Gate:
-    """Wraps the route app; its knobs (``latency``, ``tokens``) may change while the server runs."""
+    """Wraps the route app; its knobs (``latency``, ``tokens``, ``accounts``) may change while it runs.
+
+    ``accounts``: the shared accounts the tokens' user is a member of. A request with
+    ``X-Act-Under-Account-ID`` naming another one is refused 403 ``ACCESS_DENIED``, after authentication,
+    as Toloka would refuse acting under an account the user does not belong to (its exact answer is not
+    documented). Without the header nothing changes.
+    """
 
     def __init__(
         self,
@@ -53,6 +65,7 @@ class Gate:
     ) -> None:
         self.app = app
         self.tokens = frozenset(tokens)
+        self.accounts: frozenset[str] = frozenset()
         self.latency = 0.0
         self.faults = faults
         self.limiter = limiter
@@ -67,6 +80,7 @@ class Gate:
         scope[REQUEST_ID_KEY] = request_id
         status = 0
         id_header = (b"x-request-id", request_id.encode())
+        account = _header(scope, ACCOUNT_HEADER)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -79,7 +93,8 @@ class Gate:
             await self._dispatch(scope, receive, send_with_id, send)
         finally:
             duration = time.perf_counter() - started
-            self.log.append(RequestRecord(scope["method"], scope["path"], status, arrived, duration))
+            record = RequestRecord(scope["method"], scope["path"], status, arrived, duration, account)
+            self.log.append(record)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, raw_send: Send) -> None:
         if self.latency > 0:
@@ -107,19 +122,28 @@ class Gate:
         if refusal is not None:
             await _answer(send, 401, error_body(scope[REQUEST_ID_KEY], "AUTHENTICATION_ERROR", refusal))
             return
+        account = _header(scope, ACCOUNT_HEADER)
+        if account is not None and account not in self.accounts:
+            message = f"The user is not a member of account {account!r} and cannot act under it"
+            await _answer(send, 403, error_body(scope[REQUEST_ID_KEY], "ACCESS_DENIED", message))
+            return
         await self.app(scope, receive, send)
 
     def _refuse_auth(self, scope: Scope) -> str | None:
         """Why the request is not authenticated, or ``None`` when it is."""
-        header = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+        header = _header(scope, b"authorization")
         if header is None:
             return "Authorization header is missing; send 'Authorization: OAuth <token>' or 'ApiKey <key>'"
-        scheme, _, token = header.decode("latin-1").partition(" ")
+        scheme, _, token = header.partition(" ")
         if scheme.lower() not in _AUTH_SCHEMES:
             return f"Unknown authorization scheme {scheme!r}; use OAuth or ApiKey"
         if token.strip() not in self.tokens:
             return "The token is not valid for this account"
         return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), None)
 
 
 async def _answer(
@@ -144,8 +168,10 @@ async def _answer_fault(send: Send, fault: Fault, request_id: str) -> None:
         page = _PROXY_PAGE.format(status=status, reason=reason).encode()
         await _answer(send, status, page, content_type=b"text/html", retry_after=fault.retry_after)
         return
-    status, code, message = _PLAIN_FAULTS[fault.kind]
+    status, code, message = _PLAIN_FAULTS[fault.quota or fault.kind]
     payload = validation_payload("request", "VALUE_INVALID", message) if fault.kind == "400" else None
+    if fault.quota is not None:
+        payload = {"interval": fault.quota}
     body = error_body(request_id, code, message, payload)
     await _answer(send, status, body, retry_after=fault.retry_after)
 

@@ -14,6 +14,7 @@ class RequestRecord(NamedTuple):
     status: int
     time: float  # time.time() when the request arrived
     duration: float  # seconds until the answer (or the drop), latency and slow faults included
+    account: str | None = None  # the X-Act-Under-Account-ID header, if the request carried one
 
 
 class RequestLog:

@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from airflow_provider_toloka.emulator.app import create_app
+from airflow_provider_toloka.emulator.control import with_control
 from airflow_provider_toloka.emulator.errors import ApiError
 from airflow_provider_toloka.emulator.faults import Fault, FaultPlan, RateLimiter
 from airflow_provider_toloka.emulator.gate import ASGIApp, Gate
@@ -84,8 +85,10 @@ class TolokaEmulator:
         host: str = "127.0.0.1",
         control: bool = False,
         control_token: str | None = None,
+        accounts: Iterable[str] = (),
     ) -> None:
-        """:param control: also serve the HTTP control API under ``/_emulator/`` (``control.py``), for
+        """:param accounts: shared accounts the tokens' user may act under (``X-Act-Under-Account-ID``).
+        :param control: also serve the HTTP control API under ``/_emulator/`` (``control.py``), for
             an emulator steered from another process; the CLI turns it on.
         :param control_token: if set, control requests need ``Authorization: Bearer <control_token>``.
         """
@@ -107,6 +110,7 @@ class TolokaEmulator:
             limiter=self._limiter,
             log=self._log,
         )
+        self.accounts = accounts
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         if seed is not None:
@@ -124,8 +128,6 @@ class TolokaEmulator:
         self.port = sock.getsockname()[1]
         app: ASGIApp = self._gate
         if self.control:
-            from airflow_provider_toloka.emulator.control import with_control
-
             app = with_control(self._gate, self, self._control_token)
         config = uvicorn.Config(
             app,
@@ -342,6 +344,7 @@ class TolokaEmulator:
         retry_after: float | None = None,
         delay: float = 1.0,
         when: str = "before",
+        quota: str | None = None,
     ) -> None:
         """Answer the next ``count`` matching requests with a fault instead of the route.
 
@@ -351,8 +354,10 @@ class TolokaEmulator:
         ``when="after"`` (drop only) handles the request first, so only its answer is lost.
         ``retry_after`` is sent as a ``Retry-After`` header rounded up to whole seconds (HTTP allows
         no fractions: RFC 9110), so ``0.2`` is sent as ``1``.
+        ``quota`` (kind ``"429"`` only): ``"MIN"``, ``"HOUR"`` or ``"DAY"``, the quota that ran out, sent as
+        the error body's ``payload.interval`` as toloka-kit reads it; without it, the per-second limit's 429.
         """
-        self._faults.add(Fault(kind, count, path, method, retry_after, delay, when))
+        self._faults.add(Fault(kind, count, path, method, retry_after, delay, when, quota))
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -365,6 +370,18 @@ class TolokaEmulator:
     @rate_limit.setter
     def rate_limit(self, per_second: float | None) -> None:
         self._limiter.limit = per_second
+
+    @property
+    def accounts(self) -> list[str]:
+        """Shared accounts the tokens' user may act under (``X-Act-Under-Account-ID``); others answer 403."""
+        return sorted(self._gate.accounts)
+
+    @accounts.setter
+    def accounts(self, ids: Iterable[str]) -> None:
+        given = [] if isinstance(ids, str) else list(ids)
+        if isinstance(ids, str) or not all(isinstance(account, str) and account for account in given):
+            raise ValueError(f"accounts must be a list of account ids (non-empty strings), got {ids!r}")
+        self._gate.accounts = frozenset(given)
 
     @property
     def latency(self) -> float:

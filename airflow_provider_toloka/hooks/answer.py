@@ -10,7 +10,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
+from airflow_provider_toloka.exceptions import (
+    LONG_QUOTAS,
+    QUOTA_WINDOWS,
+    TolokaApiError,
+    TolokaError,
+    TolokaQuotaExhausted,
+)
 from airflow_provider_toloka.retry import parse_retry_after
 
 # Toloka documents a page size (``limit``) of at most 300; fewer, larger pages mean fewer requests.
@@ -81,13 +87,18 @@ def api_error(
     """
     if not isinstance(body, dict):
         body = {"message": f"non-JSON answer ({headers.get('Content-Type') or 'no content type'})"}
-    return TolokaApiError(
-        method=method,
-        path=path,
-        status_code=status_code,
-        code=body.get("code"),
-        message=scrub(str(body.get("message") or reason or "")),
-        request_id=body.get("request_id") or headers.get("X-Request-Id"),
-        payload=body.get("payload"),
-        retry_after=parse_retry_after(headers.get("Retry-After")),
-    )
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "status_code": status_code,
+        "code": body.get("code"),
+        "message": scrub(str(body.get("message") or reason or "")),
+        "request_id": body.get("request_id") or headers.get("X-Request-Id"),
+        "payload": body.get("payload"),
+        "retry_after": parse_retry_after(headers.get("Retry-After")),
+    }
+    error = TolokaApiError(**fields)
+    if error.quota in LONG_QUOTAS:
+        told = parse_retry_after(headers.get("Retry-After"), maximum=None)
+        return TolokaQuotaExhausted(resets_in=QUOTA_WINDOWS[error.quota] if told is None else told, **fields)
+    return error

@@ -8,7 +8,7 @@ with back-off, and turning answers (including Toloka's error bodies) into data o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +24,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaError,
     TolokaOperationFailed,
     TolokaOperationTimeout,
+    TolokaQuotaExhausted,
 )
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status, poll_delays
@@ -34,6 +35,7 @@ from airflow_provider_toloka.retry import (
     DEFAULT_RETRY_MIN_WAIT,
     is_retryable,
     parse_retry_after,
+    quota_fits,
     release,
     retry_policy,
 )
@@ -66,16 +68,21 @@ class TolokaHook(BaseHook):
 
     :param toloka_conn_id: Airflow connection holding the token (password) and, in extra,
         ``environment`` (``production``/``sandbox``), ``auth_scheme`` (``OAuth``/``ApiKey``),
-        ``max_retries`` and ``timeout``; a ``host`` overrides the environment.
+        ``max_retries``, ``timeout`` and ``requests_per_second``; a ``host`` overrides the environment.
     :param timeout: seconds to wait for one HTTP answer (default: connection extra, else 30).
     :param max_retries: retries of a request after a 429, 5xx, dropped connection or time-out
         (default: connection extra, else 5). Other 4xx answers are never retried.
     :param retry_min_wait: first back-off delay in seconds; it doubles up to ``retry_max_wait``.
     :param retry_max_wait: longest back-off delay in seconds (a ``Retry-After`` header wins).
     :param throttle: consulted before every request and told every answer's status, so threads
-        sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own.
+        sharing one (``SharedThrottle``) slow down together on a 429 instead of each on its own. A
+        connection's ``requests_per_second`` extra sets its pace from the first request.
     :param max_connections: connections to Toloka kept open for reuse. Threads sharing the hook beyond
         this number open and drop a connection per request, so size it to the threads.
+    :param wait_out_quota: wait for an HOUR or DAY quota to reset (``TolokaQuotaExhausted``) when it
+        resets before ``deadline``, instead of raising it at once.
+    :param deadline: Unix time by which the task must be done (``None``: no limit); the operators set it
+        from their ``execution_timeout`` and ``timeout``.
     """
 
     conn_name_attr = "toloka_conn_id"
@@ -103,6 +110,8 @@ class TolokaHook(BaseHook):
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         throttle: Throttle | None = None,
         max_connections: int = 10,
+        wait_out_quota: bool = False,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
@@ -112,6 +121,10 @@ class TolokaHook(BaseHook):
         self.retry_max_wait = validate_seconds("retry_max_wait", retry_max_wait)
         self.throttle = throttle
         self.max_connections = validate_count("max_connections", max_connections, minimum=1)
+        self.wait_out_quota = wait_out_quota
+        self.deadline = deadline
+        # What retries and waits sleep with (``None``: ``time.sleep``); tests count the waits instead.
+        self.sleep: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(toloka_conn_id={self.toloka_conn_id!r})"
@@ -172,16 +185,35 @@ class TolokaHook(BaseHook):
                 max_wait=self.retry_max_wait,
                 transient=_TRANSIENT_ERRORS,
                 log=self.log,
-            )
+                wait_out_quota=self.wait_out_quota,
+                deadline=self.deadline,
+            ),
+            sleep=self.sleep or time.sleep,
         )
         try:
             return retrying(self._send, method, path, params)
         finally:
             release(retrying)
 
+    @cached_property
+    def _throttle(self) -> Throttle | None:
+        """The given throttle, keeping to the connection's ``requests_per_second`` when it declares one.
+
+        A hook given none gets its own ``SharedThrottle`` then, so a plain archive or a sensor is paced too.
+        """
+        rate = self.settings.requests_per_second
+        if rate is None:
+            return self.throttle
+        from airflow_provider_toloka.throttle import SharedThrottle
+
+        throttle = self.throttle if self.throttle is not None else SharedThrottle()
+        throttle.keep_to(rate)
+        return throttle
+
     def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
-        if self.throttle is not None:
-            self.throttle.before_request()
+        throttle = self._throttle
+        if throttle is not None:
+            throttle.before_request()
         response = self._session.request(
             method,
             self.settings.api_url + path,
@@ -190,20 +222,27 @@ class TolokaHook(BaseHook):
             # A redirect could carry the token to a host the user never configured.
             allow_redirects=False,
         )
-        if self.throttle is not None:
-            self.throttle.after_response(
-                response.status_code, parse_retry_after(response.headers.get("Retry-After"))
+        long_quota = False
+        try:
+            return read_answer(
+                method,
+                path,
+                status_code=response.status_code,
+                headers=response.headers,
+                text=response.text,
+                reason=response.reason,
+                api_url=self.settings.api_url,
+                scrub=self.settings.scrub,
             )
-        return read_answer(
-            method,
-            path,
-            status_code=response.status_code,
-            headers=response.headers,
-            text=response.text,
-            reason=response.reason,
-            api_url=self.settings.api_url,
-            scrub=self.settings.scrub,
-        )
+        except TolokaQuotaExhausted:
+            # An hour or day quota says nothing about the pace: pausing every thread would not bring it back.
+            long_quota = True
+            raise
+        finally:
+            if throttle is not None and not long_quota:
+                throttle.after_response(
+                    response.status_code, parse_retry_after(response.headers.get("Retry-After"))
+                )
 
     # -- archive ------------------------------------------------------------------------------
 
@@ -293,15 +332,22 @@ class TolokaHook(BaseHook):
         return self._request("GET", path, retry=retry)
 
     def get_operation_log(self, operation_id: str) -> list[dict[str, Any]]:
+        """Toloka's per-object log of an operation (``[]`` if empty): why a FAIL failed, for its error."""
         return self._request("GET", f"/operations/{validate_id('operation_id', operation_id)}/log") or []
 
     def get_project(self, project_id: str | int) -> dict[str, Any]:
+        """The project as Toloka returns it: the cascade reads its status before planning.
+
+        The id is checked before the request (a bad one names the parameter); transient faults retry.
+        """
         return self._request("GET", f"/projects/{validate_id('project_id', project_id)}")
 
     def get_pool(self, pool_id: str | int) -> dict[str, Any]:
+        """The pool as Toloka returns it: its ``project_id`` places the pool's page in the web UI."""
         return self._request("GET", f"/pools/{validate_id('pool_id', pool_id)}")
 
     def get_training(self, training_id: str | int) -> dict[str, Any]:
+        """The training as Toloka returns it: its ``project_id`` places its page in the web UI."""
         return self._request("GET", f"/trainings/{validate_id('training_id', training_id)}")
 
     def list_projects(self, status: str | None = "ACTIVE") -> Iterator[dict[str, Any]]:
@@ -364,9 +410,13 @@ class TolokaHook(BaseHook):
             try:
                 operation = self.get_operation(operation_id, retry=False)
             except Exception as error:
-                if not self.is_transient(error):
+                if isinstance(error, TolokaQuotaExhausted) and self._may_wait_out(error, deadline):
+                    self.log.warning("%s; waiting %.0f s for it (wait_out_quota)", error, error.resets_in)
+                    fault, delay = error, error.resets_in
+                elif not self.is_transient(error):
                     raise
-                fault, delay = error, outage.failed(error)
+                else:
+                    fault, delay = error, outage.failed(error)
             else:
                 fault = None
                 outage.recovered()
@@ -383,7 +433,14 @@ class TolokaHook(BaseHook):
                 if remaining <= 0:
                     raise TolokaOperationTimeout(operation, timeout or 0) from fault
                 delay = min(delay, remaining)
-            time.sleep(delay)
+            (self.sleep or time.sleep)(delay)
+
+    def _may_wait_out(self, error: TolokaQuotaExhausted, wait_deadline: pendulum.DateTime | None) -> bool:
+        """``wait_out_quota`` is on and the quota resets before both the task's and this wait's deadline."""
+        limits = [self.deadline] if self.deadline is not None else []
+        if wait_deadline is not None:
+            limits.append(wait_deadline.timestamp())
+        return self.wait_out_quota and quota_fits(error, min(limits) if limits else None)
 
     def operation_failed(self, operation: dict[str, Any]) -> TolokaOperationFailed:
         """The error for a FAIL operation, with Toloka's log of it attached when it can be read."""

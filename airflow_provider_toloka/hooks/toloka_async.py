@@ -5,15 +5,16 @@ retry policy (``retry.retry_policy``) as the synchronous hook, so a deferred wai
 behave alike and the trigger itself never touches HTTP.
 
 One HTTP client per connection and event loop is shared by every trigger waiting in that loop. A
-triggerer may hold thousands of waits. Reading the connection costs ~6 ms of CPU and building an
-``httpx.AsyncClient`` (TLS context included) ~1 ms, both without yielding to the loop; per trigger, 5000
-triggers starting together stalled the loop for 10 s in ``benchmarks/bench_trigger.py``. Shared, the
-cost is paid once, and a bounded pool keeps the open sockets to Toloka at ``MAX_CONNECTIONS``.
+triggerer may hold thousands of waits. Reading the connection and building an ``httpx.AsyncClient``
+(TLS context included) both take CPU without yielding to the loop; paid per trigger, thousands of
+triggers starting together stall the loop (``benchmarks/bench_trigger.py`` prints the loop's lag).
+Shared, the cost is paid once, and a bounded pool keeps the open sockets to Toloka at
+``MAX_CONNECTIONS``.
 
 The pool is small on purpose: httpcore checks every idle connection (a ``poll()`` system call each)
-whenever it admits or releases a request, so 100 connections cost ~1 ms of CPU per poll and were the
-loop's main load at 1000 triggers. 25 connections at 100 ms a round trip carry 250 polls a second,
-close to Toloka's limit of 300 requests a second per account.
+whenever it admits or releases a request, so its CPU cost per poll grows with the pool, and a large
+pool becomes the loop's main load (the benchmark shows it). A few dozen connections at a round trip
+of about a tenth of a second already carry polls near Toloka's per-account request limit.
 
 The client lives while any trigger uses it and closes with the last one. A trigger starting after
 ``MAX_AGE`` seconds gets a fresh client and a fresh read of the connection, so a rotated token is
@@ -47,6 +48,7 @@ from airflow_provider_toloka.retry import (
     release,
     retry_policy,
 )
+from airflow_provider_toloka.throttle import AsyncPacer
 from airflow_provider_toloka.validation import validate_id
 
 MAX_CONNECTIONS = 25
@@ -60,12 +62,17 @@ class SharedClient:
     opened: float = field(default_factory=time.monotonic)
     users: int = 0
     # httpcore rescans its whole wait queue on every request it admits or releases: with thousands of
-    # triggers queued that is quadratic and pinned a CPU for minutes in the benchmark. Waiting here,
+    # triggers queued that is quadratic (benchmarks/bench_trigger.py shows the CPU it burns). Waiting here,
     # in O(1) per wake-up, keeps its queue no longer than the pool.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
 
-    async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+    async def get(
+        self, path: str, params: dict[str, str] | None = None, pacer: AsyncPacer | None = None
+    ) -> httpx.Response:
         async with self.slots:
+            # Paced once a socket is ours, so requests queued for the pool cannot go out together.
+            if pacer is not None:
+                await pacer.wait()
             response = await self.client.get(path, params=params)
         # httpx binds each response to its stream in a reference cycle. Broken here (the body is read), a
         # poll's response is freed at once, not left for the cyclic collector (see ``retry.release``).
@@ -140,6 +147,8 @@ class TolokaAsyncHook(BaseHook):
     :param max_retries: retries after a transient fault; ``None`` takes the connection's ``max_retries``.
         ``0`` sends each request once and raises its fault as is, for a caller that rides out faults
         itself (the shared reader of ``triggers.reader``).
+    :param pacer: waited on before each request, so a user that owns one (the shared reader) keeps to the
+        connection's ``requests_per_second``; ``None`` sends at once.
     """
 
     def __init__(
@@ -149,12 +158,14 @@ class TolokaAsyncHook(BaseHook):
         retry_min_wait: float = DEFAULT_RETRY_MIN_WAIT,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         max_retries: int | None = None,
+        pacer: AsyncPacer | None = None,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self.max_retries = max_retries
+        self.pacer = pacer
         self._borrowed: AbstractAsyncContextManager[SharedClient] | None = None
         self._shared: SharedClient | None = None
 
@@ -187,6 +198,7 @@ class TolokaAsyncHook(BaseHook):
         return is_retryable(error, (httpx.TransportError,))
 
     async def get_operation(self, operation_id: str) -> dict[str, Any]:
+        """One operation, for the trigger reader. Retries as ``max_retries`` says (the reader sets 0)."""
         return await self._get(f"/operations/{validate_id('operation_id', operation_id)}")
 
     async def list_operations(
@@ -238,7 +250,7 @@ class TolokaAsyncHook(BaseHook):
 
     async def _send(self, path: str, params: dict[str, str] | None = None) -> Any:
         assert self._shared is not None
-        response = await self._shared.get(path, params)
+        response = await self._shared.get(path, params, self.pacer)
         return read_answer(
             "GET",
             path,

@@ -20,7 +20,7 @@ FAILED = "failed"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ProjectOutcome:
     """What became of one project: archived (``reason is None``), skipped for a reason, or ``FAILED``."""
 
     project_id: str
@@ -41,13 +41,13 @@ class Report:
         self.close_open = close_open
         self.now = now
         self._lock = threading.Lock()
-        self._outcomes: dict[str, Outcome] = {}
+        self._outcomes: dict[str, ProjectOutcome] = {}
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: ProjectOutcome) -> None:
         with self._lock:
             self._outcomes[outcome.project_id] = outcome
 
-    def _sorted(self) -> list[Outcome]:
+    def _sorted(self) -> list[ProjectOutcome]:
         with self._lock:
             outcomes = list(self._outcomes.values())
         return sorted(outcomes, key=lambda o: _id_key(o.project_id))
@@ -108,7 +108,7 @@ class Report:
         lines += [f"{pid:<{id_width}}  {label:<{label_width}}  {detail}" for pid, label, detail in rows]
         return "\n".join(lines)
 
-    def _label(self, outcome: Outcome) -> str:
+    def _label(self, outcome: ProjectOutcome) -> str:
         if outcome.reason is None:
             return "would archive" if self.dry_run else "archived"
         if outcome.reason == FAILED:

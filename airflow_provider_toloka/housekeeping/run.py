@@ -21,7 +21,7 @@ from airflow_provider_toloka.assets import cascade_objects
 from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
-from airflow_provider_toloka.housekeeping.report import FAILED, Outcome, Report
+from airflow_provider_toloka.housekeeping.report import FAILED, ProjectOutcome, Report
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -86,7 +86,7 @@ def run_housekeeping(
     hook.get_conn()  # threads share the hook: make its session before they start
     per_project = operations_per_project(max_concurrency)
 
-    def handle(project: dict[str, Any]) -> Outcome:
+    def handle(project: dict[str, Any]) -> ProjectOutcome:
         project_id = str(project.get("id"))
         try:
             verdict = assess(
@@ -98,7 +98,7 @@ def run_housekeeping(
                 now=now,
             )
             if verdict.reason is not None or dry_run:
-                return Outcome(project_id, verdict.reason, verdict.detail)
+                return ProjectOutcome(project_id, verdict.reason, verdict.detail)
             runner = CascadeRunner(
                 hook,
                 max_concurrency=per_project,
@@ -107,15 +107,17 @@ def run_housekeeping(
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
-            return Outcome(project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done)))
+            return ProjectOutcome(
+                project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done))
+            )
         except TolokaCascadeHeldBack as error:
             # Pools archived before the hold-back are archived: their events are true, the project's is not.
             partial = tuple(obj for obj in cascade_objects(error.summary) if obj[0] != "project")
-            return Outcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
+            return ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
         except TolokaCascadeFailed as error:
-            return Outcome(project_id, FAILED, _short(error))
+            return ProjectOutcome(project_id, FAILED, _short(error))
         except Exception as error:  # one project's trouble must not stop the others
-            return Outcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+            return ProjectOutcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
 
     with ThreadPoolExecutor(
         max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"

@@ -26,11 +26,14 @@ from airflow_provider_toloka.archivable import (
     time_clears,
 )
 from airflow_provider_toloka.assets import add_archive_alias, cascade_objects, record_archived
-from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
+from airflow_provider_toloka.cascade.execute import (  # MAX_CONCURRENCY: importable here as before
+    DEFAULT_MAX_CONCURRENCY,
+    MAX_CONCURRENCY,  # noqa: F401
+)
+from airflow_provider_toloka.cascade.task import cascade_hook, check_cascade_options, run_cascade_task
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
-    TolokaCascadeHeldBack,
     TolokaError,
     TolokaNotArchivableInTime,
     TolokaOperationTimeout,
@@ -43,8 +46,8 @@ from airflow_provider_toloka.links import (
     object_page_url,
 )
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
+from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
 from airflow_provider_toloka.validation import (
-    validate_count,
     validate_id,
     validate_optional_seconds,
     validate_seconds,
@@ -88,6 +91,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         refusal, when it gives one, is used instead.
     :param archivable_timeout: seconds from the first refusal after which the task fails; ``None``
         waits without limit.
+    :param durable: ``ResumableJobMixin``'s own (passed through): ``False`` keeps no operation id in
+        ``task_state_store``, so a retry asks Toloka again and the hook finds the running archive.
+        Default ``True`` on Airflow 3.3+; below 3.3 it has no effect (the mixin warns).
+    :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait in the worker for it to
+        reset, if that falls before the task's ``execution_timeout`` and ``timeout``, instead of failing
+        at once with ``TolokaQuotaExhausted`` (see ``docs/reliability.md``).
     """
 
     object_kind: ClassVar[ObjectKind]
@@ -106,10 +115,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         wait_until_archivable: bool = False,
         archivable_check_interval: float = DEFAULT_ARCHIVABLE_CHECK_INTERVAL,
         archivable_timeout: float | None = DEFAULT_ARCHIVABLE_TIMEOUT,
+        wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.toloka_conn_id = toloka_conn_id
+        self.wait_out_quota = validate_wait_out_quota(wait_out_quota)
         self.wait_for_completion = wait_for_completion
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.timeout = validate_optional_seconds("timeout", timeout)
@@ -134,7 +145,12 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
     def hook(self) -> TolokaHook:
         from airflow_provider_toloka.hooks.toloka import TolokaHook
 
-        return TolokaHook(toloka_conn_id=self.toloka_conn_id)
+        return TolokaHook(toloka_conn_id=self.toloka_conn_id, **self._quota_terms())
+
+    def _quota_terms(self) -> dict[str, Any]:
+        """The hook's ``wait_out_quota`` and deadline; the hook is built when the task starts to use it."""
+        deadline = task_deadline(self.execution_timeout, self.timeout)
+        return {"wait_out_quota": self.wait_out_quota, "deadline": deadline}
 
     # Where the mixin keeps the operation id across tries; renaming it breaks in-flight retries.
     external_id_key = "toloka_archive_operation_id"
@@ -380,70 +396,44 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
         self.close_open = close_open
         # Not ``self.dry_run``: BaseOperator has a ``dry_run()`` method.
         self.plan_only = dry_run
-        self.max_concurrency = validate_count(
-            "max_concurrency",
-            max_concurrency,
-            minimum=1,
-            maximum=MAX_CONCURRENCY,
-            why_maximum=", so the operations in flight fit one page of Toloka's operation list",
+        self.max_concurrency = check_cascade_options(
+            cascade=cascade,
+            close_open=close_open,
+            dry_run=dry_run,
+            max_concurrency=max_concurrency,
+            wait_for_completion=self.wait_for_completion,
+            deferrable=kwargs.get("deferrable"),
         )
-        for name, value in (("close_open", close_open), ("dry_run", dry_run)):
-            if value and not cascade:
-                raise ValueError(f"{name}=True needs cascade=True: pass cascade=True, or drop {name}.")
-        if cascade and not self.wait_for_completion:
-            raise ValueError(
-                "wait_for_completion=False does not go with cascade=True: the project can only be "
-                "archived after its pools' archives finish. Drop one of them."
-            )
-        if cascade and kwargs.get("deferrable"):
-            raise ValueError(
-                "deferrable=True does not go with cascade=True: the cascade waits on many operations "
-                "from the worker, between requests that depend on them, and cannot hand that to the "
-                "triggerer. Drop deferrable (bound the run with timeout), or archive without cascade."
-            )
 
     @cached_property
     def hook(self) -> TolokaHook:
-        from airflow_provider_toloka.hooks.toloka import TolokaHook
-        from airflow_provider_toloka.throttle import SharedThrottle
-
         if not self.cascade:
-            return TolokaHook(toloka_conn_id=self.toloka_conn_id)
-        # The cascade's workers share one pace, so a 429 slows them all instead of each alone, and a
-        # connection each (plus the watcher's), so none is opened and dropped per request.
-        return TolokaHook(
-            toloka_conn_id=self.toloka_conn_id,
-            throttle=SharedThrottle(),
-            max_connections=self.max_concurrency + 1,
-        )
+            from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+            return TolokaHook(toloka_conn_id=self.toloka_conn_id, **self._quota_terms())
+        return cascade_hook(self.toloka_conn_id, self.max_concurrency, **self._quota_terms())
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        """Archive the project alone (resumable), or with ``cascade`` all in it (``cascade/task.py``)."""
         if not self.cascade:
             return super().execute(context)
-        from airflow_provider_toloka.cascade import archive_project_cascade
-
         self._object_id = validate_id("project_id", self.project_id)
         if self.deferrable:  # only from [operators] default_deferrable: an explicit True is refused
             self.log.info("The cascade waits in the worker: default_deferrable does not apply to it.")
-        try:
-            summary = archive_project_cascade(
-                self.hook,
-                self._object_id,
-                close_open=self.close_open,
-                dry_run=self.plan_only,
-                max_concurrency=self.max_concurrency,
-                poll_interval=self.poll_interval,
-                timeout=self.timeout,
-                log=self.log,
-            )
-        except TolokaCascadeHeldBack as held:
-            # The next check re-plans and continues: archived objects are skipped, archive is idempotent.
-            if self.wait_until_archivable and not self.plan_only:
-                self._check_again_later(", ".join(sorted(held.codes)), held)
-            raise
-        operation = summary.get("project", {}).get("operation")
-        if operation:
-            context["ti"].xcom_push(key="operation_id", value=operation["id"])
+        summary = run_cascade_task(
+            self.hook,
+            self._object_id,
+            close_open=self.close_open,
+            dry_run=self.plan_only,
+            max_concurrency=self.max_concurrency,
+            poll_interval=self.poll_interval,
+            timeout=self.timeout,
+            log=self.log,
+            check_again_later=self._check_again_later if self.wait_until_archivable else None,
+            push_operation_id=lambda operation_id: context["ti"].xcom_push(
+                key="operation_id", value=operation_id
+            ),
+        )
         if not self.plan_only:
             record_archived(context, self.hook.settings.api_url, cascade_objects(summary))
         return summary

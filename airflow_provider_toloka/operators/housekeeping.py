@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_toloka.assets import add_archive_alias, record_archived
+from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
 from airflow_provider_toloka.validation import validate_count, validate_id, validate_seconds
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class TolokaHousekeepingOperator(BaseOperator):
         slows every project down together.
     :param poll_interval: longest pause between polls of running archives, in seconds.
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
+    :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait for it to reset if
+        that falls before the task's ``execution_timeout``, instead of failing those requests at once.
     :param project_ids: handle only these projects (e.g. the ``archived`` list of an approved dry run);
         each is assessed again, so one that changed since is skipped with its reason. Templated.
     :param max_projects: handle at most this many projects per run (lowest ids first); the rest wait
@@ -77,6 +80,7 @@ class TolokaHousekeepingOperator(BaseOperator):
         toloka_conn_id: str = "toloka_default",
         project_ids: Sequence[str | int] | str | None = None,
         max_projects: int | None = None,
+        wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +102,7 @@ class TolokaHousekeepingOperator(BaseOperator):
         )
         self.poll_interval = validate_seconds("poll_interval", poll_interval)
         self.toloka_conn_id = toloka_conn_id
+        self.wait_out_quota = validate_wait_out_quota(wait_out_quota)
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -108,7 +113,11 @@ class TolokaHousekeepingOperator(BaseOperator):
         # One pace for every project's requests, and a connection for each thread that may send.
         threads = self.max_concurrency * (operations_per_project(self.max_concurrency) + 1)
         return TolokaHook(
-            toloka_conn_id=self.toloka_conn_id, throttle=SharedThrottle(), max_connections=threads + 1
+            toloka_conn_id=self.toloka_conn_id,
+            throttle=SharedThrottle(),
+            max_connections=threads + 1,
+            wait_out_quota=self.wait_out_quota,
+            deadline=task_deadline(self.execution_timeout),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

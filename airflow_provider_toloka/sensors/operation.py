@@ -15,6 +15,7 @@ from airflow_provider_toloka.exceptions import TolokaError, TolokaRetriesExhaust
 from airflow_provider_toloka.links import TolokaOperationLink, operation_page_url
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
 from airflow_provider_toloka.outage import Outage
+from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
 from airflow_provider_toloka.validation import validate_id, validate_seconds
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class TolokaOperationSensor(BaseSensorOperator):
         (``TolokaOperationTrigger``, polling every ``poke_interval`` at most) instead of poking;
         ``mode`` is then ignored and ``timeout`` becomes the trigger's deadline. Default:
         ``[operators] default_deferrable``.
+    :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait for it to reset if
+        that falls before the sensor's ``timeout`` and ``execution_timeout``, instead of failing at once.
     """
 
     template_fields: Sequence[str] = ("operation_id", "toloka_conn_id")
@@ -61,9 +64,11 @@ class TolokaOperationSensor(BaseSensorOperator):
         toloka_conn_id: str = "toloka_default",
         poke_interval: float = 30.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        self.wait_out_quota = validate_wait_out_quota(wait_out_quota)
         self.operation_id = operation_id
         self.toloka_conn_id = toloka_conn_id
         self._link_persisted = False
@@ -76,7 +81,11 @@ class TolokaOperationSensor(BaseSensorOperator):
     def hook(self) -> TolokaHook:
         from airflow_provider_toloka.hooks.toloka import TolokaHook
 
-        return TolokaHook(toloka_conn_id=self.toloka_conn_id)
+        return TolokaHook(
+            toloka_conn_id=self.toloka_conn_id,
+            wait_out_quota=self.wait_out_quota,
+            deadline=task_deadline(self.execution_timeout, self.timeout),
+        )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if self.operation_id in _NO_OPERATION:

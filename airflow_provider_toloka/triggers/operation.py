@@ -18,7 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_toloka.events import EventStatus, OperationEvent
 from airflow_provider_toloka.exceptions import TolokaOperationFailed
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
-from airflow_provider_toloka.triggers.reader import Outcome, shared_reader
+from airflow_provider_toloka.triggers.reader import WaitOutcome, shared_reader
 from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 
 
@@ -102,7 +102,7 @@ class TolokaOperationTrigger(BaseTrigger):
             reader.remove(waiter)
         return self._event_for(waiter.outcome)
 
-    def _event_for(self, outcome: Outcome) -> OperationEvent:
+    def _event_for(self, outcome: WaitOutcome) -> OperationEvent:
         operation = outcome.operation
         if outcome.kind == "error":
             return self._event("error", operation, outcome.message)

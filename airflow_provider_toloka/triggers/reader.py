@@ -25,18 +25,28 @@ starts, then twice as long each time up to its ``poll_interval``; a trigger that
 ``poll_interval`` joins the group read every (shortest) ``poll_interval``. So a burst of new triggers costs
 one round, not one read each. While operations are ending (the last sweep missed some), the group is read
 every half ``poll_interval``: the pages cost little next to the single reads the ended operations need
-anyway, and each round then has half as many to read, so events come sooner (at 5000 waits ending together,
-a round at the full pace spent 6 s reading a thousand and a half of them).
+anyway, and each round then has half as many to read, so events come sooner (``benchmarks/bench_trigger.py``
+prints the event delays when thousands of waits end together).
 
 Faults hit the shared read once, for everyone. A transient one (429, 5xx, a dropped or timed-out
-connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (a
-``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when it starts
-and when it ends. A refusal of a list falls back to reading the due operations one by one, so a wait that a
-single read would survive never fails; a refusal of one operation's read (404, 401, …) ends that wait.
+connection) stops the round and the reader tries again after the back-off of ``outage.Outage`` (equal
+jitter; a ``Retry-After`` wins), for as long as each trigger's deadline allows; the outage is logged when
+it starts and when it ends. A refusal of a list falls back to reading the due operations one by one, so a
+wait that a single read would survive never fails; a refusal of one operation's read (404, 401, …) ends
+that wait.
+
+A connection that declares ``requests_per_second`` has each reader keep to it (``throttle.AsyncPacer``):
+the rounds' list pages and single reads go out one pace interval apart, never as a burst. It is the
+reader's own pace: the account's budget is split between tasks and triggerers in ``docs/deployment.md``.
 
 The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
 ``MAX_AGE`` seconds, so a rotated token reaches it as it reaches the client.
+
+Readers are per connection, so two connections that differ only in ``act_under_account_id`` never share one:
+an operation is read under the account that started it. Should a re-read find the connection's account
+changed, the reader keeps its client for the waits it has (their operations belong to the old account) and
+leaves the registry, so triggers from then on get a reader of their own under the new account.
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
 from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
+from airflow_provider_toloka.throttle import AsyncPacer
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +86,7 @@ YIELD_EVERY = 100
 
 
 @dataclass(frozen=True)
-class Outcome:
+class WaitOutcome:
     """How a wait ended: ``ended`` (SUCCESS or FAIL, with the log), ``timeout`` or ``error``.
 
     ``operation`` is Toloka's last answer about it (``None`` if never read); ``message`` says why for an
@@ -98,7 +109,7 @@ class Waiter:
     due: float
     graduated: bool = False  # reached its poll_interval: read with the group
     seen: dict[str, Any] | None = None
-    outcome: Outcome | None = None
+    outcome: WaitOutcome | None = None
     news: asyncio.Event = field(default_factory=asyncio.Event)  # set on every read and at the end
 
     @property
@@ -121,9 +132,12 @@ class OperationReader:
         self._changed = asyncio.Event()
         self._wake_at = -math.inf  # while a round runs, a new trigger need not wake the reader
         self._retry_at = 0.0
+        self._pinned = False  # the connection's account changed: keep the current client to the end
         self._list_refused = False
         self._ending = False  # the last sweep missed waited operations: they are ending, read sooner
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
+        # Every request of this reader, whichever client it goes through, keeps one declared pace.
+        self.pacer = AsyncPacer()
         self.served = 0
         self.list_reads = 0
         self.single_reads = 0
@@ -149,6 +163,8 @@ class OperationReader:
         if not self._waiters and not self.closed:
             self._retire()
             self._task.cancel()
+        elif not self._waiters:
+            self._changed.set()  # a reader retired early (its account changed) ends on its own
 
     @property
     def waiting(self) -> int:
@@ -191,13 +207,14 @@ class OperationReader:
 
     async def _open(self) -> TolokaAsyncHook:
         # One attempt per request: the reader rides out faults itself, for as long as the deadlines allow.
-        hook = TolokaAsyncHook(self.conn_id, max_retries=0)
+        hook = TolokaAsyncHook(self.conn_id, max_retries=0, pacer=self.pacer)
         await hook.__aenter__()
+        self.pacer.rate = hook.settings.requests_per_second  # the connection may have changed
         return hook
 
     async def _renewed(self, hook: TolokaAsyncHook) -> TolokaAsyncHook:
         """A fresh client and connection read once the shared one is ``MAX_AGE`` old (rotated tokens)."""
-        if not hook.expired:
+        if not hook.expired or self._pinned:
             return hook
         try:
             fresh = await self._open()
@@ -205,6 +222,17 @@ class OperationReader:
             log.warning(
                 "Could not re-read connection %r, keeping the current client: %s", self.conn_id, error
             )
+            return hook
+        if fresh.settings.act_under_account_id != hook.settings.act_under_account_id:
+            log.warning(
+                "Connection %r now acts under another account: its %d current waits keep their own, "
+                "new ones get a reader of their own",
+                self.conn_id,
+                len(self._waiters),
+            )
+            self._pinned = True
+            self._retire()
+            await fresh.__aexit__(None, None, None)
             return hook
         await hook.__aexit__(None, None, None)
         return fresh
@@ -389,9 +417,9 @@ class OperationReader:
         for waiter in list(self._by_id.get(operation_id, ())):
             waiter.seen = operation
             if status.is_terminal:
-                self._resolve(waiter, Outcome("ended", operation))
+                self._resolve(waiter, WaitOutcome("ended", operation))
             elif now >= waiter.deadline:
-                self._resolve(waiter, Outcome("timeout", operation))
+                self._resolve(waiter, WaitOutcome("timeout", operation))
             else:
                 self._advance(waiter, now)
                 waiter.news.set()
@@ -407,12 +435,12 @@ class OperationReader:
 
     def _end(self, operation_id: str, kind: Literal["ended", "timeout", "error"], message: str) -> None:
         for waiter in list(self._by_id.get(operation_id, ())):
-            self._resolve(waiter, Outcome(kind, waiter.seen, message))
+            self._resolve(waiter, WaitOutcome(kind, waiter.seen, message))
 
     def _expire(self, now: float) -> None:
         """Time out the waits whose deadline passed while Toloka could not be read."""
         for waiter in [waiter for waiter in self._waiters if waiter.deadline <= now]:
-            self._resolve(waiter, Outcome("timeout", waiter.seen, self.outage.describe()))
+            self._resolve(waiter, WaitOutcome("timeout", waiter.seen, self.outage.describe()))
 
     def _tell_all(self) -> None:
         """Wake every trigger to log the start or the end of an outage in its own task's log."""
@@ -421,9 +449,9 @@ class OperationReader:
 
     def _fail_all(self, message: str) -> None:
         for waiter in list(self._waiters):
-            self._resolve(waiter, Outcome("error", waiter.seen, message))
+            self._resolve(waiter, WaitOutcome("error", waiter.seen, message))
 
-    def _resolve(self, waiter: Waiter, outcome: Outcome) -> None:
+    def _resolve(self, waiter: Waiter, outcome: WaitOutcome) -> None:
         waiter.outcome = outcome
         waiter.news.set()
         self._forget(waiter)

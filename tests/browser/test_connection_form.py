@@ -129,7 +129,7 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
     for wanted in (
         *("Host override", "API token", "Environment", "Authorization scheme", "Web UI base URL"),
-        *("Retries", "Request timeout (seconds)"),
+        *("Act under account", "Retries", "Request timeout (seconds)", "Requests per second"),
     ):
         assert wanted in labels
     for hidden in ("Login", "Port", "Schema"):
@@ -167,3 +167,6 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     settings = TolokaConnectionSettings.from_connection(conn)
     assert settings.api_url == "https://toloka.dev/api/v1"
     assert settings.ui_base_url == "https://platform.toloka.ai"
+    # An untouched *Act under account* field (saved as "" or left out) is the token's own account: no header.
+    assert settings.act_under_account_id is None
+    assert "X-Act-Under-Account-ID" not in settings.headers

@@ -88,6 +88,8 @@ def test_the_cli_serves_the_demo_seed_and_prints_the_airflow_connection():
             "demo",
             "--token",
             "cli",
+            "--account",
+            "team-a",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -108,6 +110,13 @@ def test_the_cli_serves_the_demo_seed_and_prints_the_airflow_connection():
         )
 
         assert response.json()["status"] == "CLOSED"
+        as_member = {"Authorization": "OAuth cli", "X-Act-Under-Account-ID": "team-a"}
+        as_stranger = {**as_member, "X-Act-Under-Account-ID": "team-b"}
+        assert requests.get(f"{conn['host']}/api/v1/pools/2001", headers=as_member, timeout=5).ok
+        assert (
+            requests.get(f"{conn['host']}/api/v1/pools/2001", headers=as_stranger, timeout=5).status_code
+            == 403
+        )
     finally:
         process.terminate()
         out, err = process.communicate(timeout=15)

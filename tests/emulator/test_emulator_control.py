@@ -162,10 +162,49 @@ def test_the_request_log_holds_toloka_requests_only(emu):
 def test_settings_change_what_the_api_does(emu):
     settings = emu.control("PUT", "settings", {"operation_duration": 60, "rate_limit": 1000}).json()
 
-    assert settings == {"rate_limit": 1000, "latency": 0.0, "operation_duration": 60}
+    assert settings == {"rate_limit": 1000, "latency": 0.0, "operation_duration": 60, "accounts": []}
     assert emu.api("POST", "/pools/10/archive").json()["status"] == "PENDING"
     assert (
         emu.control("PUT", "settings", {"operation_duration": 0, "rate_limit": None}).json()["rate_limit"]
         is None
     )
     assert json.loads(emu.control("GET", "settings").text)["operation_duration"] == 0
+
+
+def test_429s_name_the_quota_that_ran_out(emu):
+    assert emu.control("POST", "faults", {"kind": "429", "quota": "HOUR", "retry_after": 1800}).ok
+    answer = emu.api("GET", "/pools/10")
+    assert answer.status_code == 429
+    assert answer.headers["Retry-After"] == "1800"
+    body = answer.json()
+    assert (body["code"], body["payload"]) == ("TOO_MANY_REQUESTS", {"interval": "HOUR"})
+    assert body["request_id"]
+    # Without a quota, the per-second limit's 429 names none, as before.
+    assert emu.control("POST", "faults", {"kind": "429"}).ok
+    assert "payload" not in emu.api("GET", "/pools/10").json()
+    for bad in ({"kind": "429", "quota": "WEEK"}, {"kind": "503", "quota": "HOUR"}):
+        refused = emu.control("POST", "faults", bad)
+        assert refused.status_code == 400
+        assert "quota=" in refused.json()["error"]
+
+
+def test_only_accounts_the_user_belongs_to_can_be_acted_under(emu):
+    def get_as(account: str | None) -> requests.Response:
+        headers = {"Authorization": f"OAuth {TOLOKA_TOKEN}"}
+        if account is not None:
+            headers["X-Act-Under-Account-ID"] = account
+        return emu.session.get(f"{emu.url}/api/v1/pools/10", headers=headers, timeout=5)
+
+    assert emu.control("PUT", "settings", {"accounts": ["team-a"]}).json()["accounts"] == ["team-a"]
+    try:
+        assert get_as(None).status_code == 200
+        assert get_as("team-a").status_code == 200
+        refused = get_as("team-b")
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "ACCESS_DENIED"
+        assert "team-b" in refused.json()["message"]
+        logged = emu.control("GET", "requests").json()["items"]
+        assert [item["account"] for item in logged] == [None, "team-a", "team-b"]
+        assert emu.control("PUT", "settings", {"accounts": "team-a"}).status_code == 400
+    finally:
+        emu.control("PUT", "settings", {"accounts": []})

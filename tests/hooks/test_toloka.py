@@ -284,3 +284,51 @@ def test_token_never_in_logs_or_errors(emu, hook, caplog, capfd):
     captured = capfd.readouterr()
     for text in (caplog.text, captured.out, captured.err, str(err.value), repr(hook), repr(hook.settings)):
         assert emu.token not in text
+
+
+class _PacerClock:
+    """The throttle's clock: ``sleep`` moves it, so the pace is counted, not timed."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize("declared", [None, 5])
+def test_a_hook_keeps_to_the_declared_rate_from_its_first_request(emu, declare_rate, monkeypatch, declared):
+    from airflow_provider_toloka import throttle
+
+    clock = _PacerClock()
+    monkeypatch.setattr(throttle, "time", clock)
+    if declared is not None:
+        declare_rate(declared)
+    hook = TolokaHook()  # no throttle given: a plain archive or a sensor
+
+    for _ in range(6):
+        hook.get_pool("10")
+
+    assert len(emu.requests) == 6
+    if declared is None:
+        assert clock.sleeps == []  # unset: nothing waits until Toloka answers 429
+    else:
+        assert clock.sleeps == pytest.approx([1.02 / declared] * 5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "fast", "nan", 301])
+def test_a_bad_declared_rate_is_refused_before_any_request(emu, declare_rate, bad):
+    declare_rate(bad)
+
+    with pytest.raises(ValueError, match=rf"extra\.requests_per_second={re.escape(repr(bad))} is not valid"):
+        TolokaHook().archive_pool(10)
+    ok, message = TolokaHook().test_connection()
+
+    assert not ok
+    assert "above 0 and at most 300" in message
+    assert emu.requests == []

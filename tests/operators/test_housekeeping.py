@@ -303,3 +303,22 @@ def test_bad_arguments_fail_before_any_request(toloka_conn, kwargs, message):
     with pytest.raises(ValueError, match=message):
         TolokaHousekeepingOperator(task_id="housekeeping", **kwargs)
     assert toloka_conn.requests == []
+
+
+@pytest.mark.parametrize("declared", [None, 20])
+def test_a_declared_request_rate_is_one_pace_for_every_project(emu, declare_rate, declared):
+    for number in range(1, 13):
+        emu.add_pool(f"{number}0", str(number))
+    emu.advance_clock(DAY)
+    emu.rate_limit = 30
+    if declared is not None:
+        declare_rate(declared)  # two thirds of the limit: 31 requests at 20 a second span 1.53 s
+
+    summary, _ = housekeeping(min_idle_days=0.5, max_concurrency=16)
+
+    assert len(summary["archived"]) == 12
+    refused = [r for r in emu.requests if r.status == 429]
+    if declared is None:
+        assert refused, "12 projects at once, each sending what it can, meet a limit of 30 a second"
+    else:
+        assert refused == [], "one declared pace for all the projects' threads never meets the limit"

@@ -123,6 +123,12 @@ def test_hook_refuses_bad_settings_when_built(kwargs, name):
         ({"extra": {"auth_scheme": "Bearer"}}, r"extra.auth_scheme='Bearer' is not valid"),
         ({"extra": {"max_retries": "many"}}, r"extra.max_retries='many' is not valid: pass a whole number"),
         ({"extra": {"timeout": "-5"}}, r"extra.timeout='-5' is not valid: pass a positive number"),
+        (
+            {"extra": {"requests_per_second": 0}},
+            r"extra.requests_per_second=0 is not valid: pass the requests",
+        ),
+        ({"extra": {"requests_per_second": "NaN"}}, r"extra.requests_per_second='NaN' is not valid"),
+        ({"extra": {"requests_per_second": 301}}, r"requests_per_second=301 is not valid.*most 300"),
         ({"host": "http://10.0.0.5:8080"}, "plain http:// would send the token unencrypted"),
         ({"host": "http://toloka.dev"}, "plain http:// would send the token unencrypted"),
         ({"host": "https://h:notaport"}, "the port is not a number"),

@@ -284,3 +284,36 @@ async def test_a_refused_read_ends_only_that_wait(emu):
     events = await wait_all([*ids, "no-such-operation"])
     assert [e["status"] for e in events] == ["success", "success", "error"]
     assert "HTTP 404 DOES_NOT_EXIST" in events[2]["message"]
+
+
+@pytest.mark.parametrize("declared", [None, 8])
+async def test_a_declared_rate_paces_the_readers_own_requests(emu, declare_rate, declared):
+    emu.operation_duration = 0.01
+    ids = start_archives(emu, 20)  # all ended by the first round: 2 list pages, then 20 single reads
+    emu.clear_requests()
+    emu.rate_limit = 10
+    if declared is not None:
+        declare_rate(declared)  # 11 requests at 8 a second span 1.28 s: no second of arrivals holds 11
+
+    events = await wait_all(ids)
+
+    assert [e["status"] for e in events] == ["success"] * 20
+    refused = [r for r in emu.requests if r.status == 429]
+    if declared is None:
+        assert refused, "the round's 22 requests at once meet a limit of 10 a second"
+    else:
+        assert refused == [], "the reader sent its round one pace interval apart"
+
+
+async def test_a_bad_declared_rate_ends_every_wait_with_the_fix_and_sends_nothing(emu, declare_rate):
+    emu.operation_duration = 60
+    ids = start_archives(emu, 3)
+    emu.clear_requests()
+    declare_rate(-1)
+
+    events = await wait_all(ids)
+
+    assert [e["status"] for e in events] == ["error"] * 3
+    assert "extra.requests_per_second=-1 is not valid" in events[0]["message"]
+    assert "above 0 and at most 300" in events[0]["message"]
+    assert emu.requests == []

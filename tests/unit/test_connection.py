@@ -87,3 +87,23 @@ def test_retry_and_timeout_extras():
 
 def test_token_is_not_in_repr():
     assert "secret-token" not in repr(parse())
+
+
+def test_requests_per_second_is_unset_by_default_and_read_as_a_number():
+    assert parse().requests_per_second is None
+    assert parse(extra_dejson={"requests_per_second": ""}).requests_per_second is None  # an empty form field
+    assert parse(extra_dejson={"requests_per_second": "100"}).requests_per_second == 100.0
+    assert parse(extra_dejson={"requests_per_second": 0.5}).requests_per_second == 0.5
+    assert parse(extra_dejson={"requests_per_second": 300}).requests_per_second == 300.0
+
+
+@pytest.mark.parametrize(
+    "value", [0, -5, "nan", float("nan"), float("inf"), "inf", "fast", True, [100], 300.5, 1000]
+)
+def test_requests_per_second_out_of_range_or_not_a_number_is_refused(value):
+    with pytest.raises(ValueError, match="requests_per_second") as refused:
+        parse(extra_dejson={"requests_per_second": value})
+    message = str(refused.value)
+    assert f"extra.requests_per_second={value!r} is not valid" in message
+    assert "above 0 and at most 300" in message
+    assert "leave it empty" in message

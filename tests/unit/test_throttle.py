@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
 from airflow_provider_toloka import throttle as throttle_module
-from airflow_provider_toloka.throttle import SharedThrottle
+from airflow_provider_toloka.throttle import AsyncPacer, SharedThrottle
 
 
 class FakeClock:
@@ -146,3 +147,90 @@ def test_one_burst_of_429s_is_one_pause(clock):
     assert throttle.refusals == 30
     assert clock.now == pytest.approx(refused_at + 1.0 - 0.001)
     assert throttle.rate == pytest.approx(95.0)
+
+
+def test_a_declared_rate_paces_from_the_first_request(clock):
+    throttle = SharedThrottle()
+    throttle.keep_to(100)
+
+    sent = send(throttle, clock, 500)
+
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) == pytest.approx(1.02 / 100)  # 2 % spare for the network's jitter
+    # No second anywhere, the first included, holds more than the declared rate.
+    assert max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent) <= 100
+    assert throttle.refusals == 0
+
+
+def test_a_429_still_pauses_and_lowers_a_declared_pace(clock):
+    throttle = SharedThrottle()
+    throttle.keep_to(100)
+    hit_the_limit(throttle, clock, 40, retry_after=2.0)  # someone else's traffic on the account
+    refused_at = clock.now
+
+    send(throttle, clock, 1)
+
+    assert clock.now >= refused_at + 2.0
+    assert throttle.rate == pytest.approx(40 * 0.95)
+
+
+def test_a_declared_rate_never_raises_a_pace_learned_from_a_429(clock):
+    throttle = SharedThrottle()
+    hit_the_limit(throttle, clock, 40)
+    send(throttle, clock, 1)
+
+    throttle.keep_to(300)
+
+    assert throttle.rate == pytest.approx(40 * 0.95)
+
+
+class LoopClock:
+    """An event loop's time for ``AsyncPacer``: ``sleep`` moves it and records the wait."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_async_pacer_spaces_requests_and_waits_not_at_all_when_unset():
+    loop_clock = LoopClock()
+    unset = AsyncPacer(clock=loop_clock.monotonic, sleep=loop_clock.sleep)
+
+    async def go(pacer: AsyncPacer, count: int) -> list[float]:
+        sent = []
+        for _ in range(count):
+            await pacer.wait()
+            sent.append(loop_clock.now)
+        return sent
+
+    asyncio.run(go(unset, 50))
+    assert loop_clock.sleeps == []
+
+    paced = AsyncPacer(10, clock=loop_clock.monotonic, sleep=loop_clock.sleep)
+    sent = asyncio.run(go(paced, 50))
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([1.02 / 10] * 49)
+
+
+def test_the_async_pacer_hands_concurrent_requests_successive_slots():
+    waits: list[float] = []
+
+    async def no_time_passes(seconds: float) -> None:  # every request asks at the same instant
+        waits.append(seconds)
+
+    pacer = AsyncPacer(100, clock=lambda: 50.0, sleep=no_time_passes)
+
+    async def burst() -> None:
+        await asyncio.gather(*(pacer.wait() for _ in range(300)))
+
+    asyncio.run(burst())
+
+    # The first goes at once, the others each one interval after the one before.
+    assert waits == pytest.approx([i * 1.02 / 100 for i in range(1, 300)])

@@ -1,0 +1,234 @@
+"""What each kind of Toloka 429 does, over real HTTP to the emulator (``inject_fault("429", quota=...)``).
+
+| 429 | what the provider does |
+| --- | --- |
+| no quota named (the per-second limit) | waited out and retried, ``Retry-After`` first |
+| ``MIN`` quota | waited out and retried: ``Retry-After``, else the whole minute |
+| ``HOUR`` / ``DAY`` quota | ``TolokaQuotaExhausted`` at once, naming the quota and when it resets; |
+| | with ``wait_out_quota=True`` waited out when that fits the task's deadline |
+
+No test sits out a wait: the hook's ``sleep`` is swapped for one that records the seconds asked for, and
+requests are counted in the emulator's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+import pytest
+from task_instance_stub import RecordingTI
+
+from airflow_provider_toloka.exceptions import TolokaCascadeFailed, TolokaQuotaExhausted
+from airflow_provider_toloka.hooks.toloka import TolokaHook
+from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator, TolokaArchiveProjectOperator
+from airflow_provider_toloka.operators.housekeeping import TolokaHousekeepingOperator
+from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
+from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
+
+HOUR = 3600.0
+DAY = 86400.0
+
+
+@pytest.fixture
+def emu(toloka_conn):
+    toloka_conn.operation_duration = 0.05
+    toloka_conn.add_project("1")
+    toloka_conn.add_pool("10", project_id="1", status="CLOSED")
+    return toloka_conn
+
+
+def recording_hook(**kwargs) -> tuple[TolokaHook, list[float]]:
+    hook = TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05, **kwargs)
+    slept: list[float] = []
+    hook.sleep = slept.append
+    return hook, slept
+
+
+def statuses(emu) -> list[int]:
+    return [record.status for record in emu.requests]
+
+
+def test_the_per_second_limit_is_waited_out_as_before(emu):
+    emu.inject_fault("429", retry_after=2)
+    hook, slept = recording_hook()
+    assert hook.get_pool("10")["id"] == "10"
+    assert statuses(emu) == [429, 200]
+    assert len(slept) == 1
+    assert 2 <= slept[0] <= 2.3, "Retry-After first"
+
+
+def test_a_minute_quota_without_retry_after_waits_the_whole_minute(emu):
+    emu.inject_fault("429", quota="MIN")
+    hook, slept = recording_hook()
+    assert hook.get_pool("10")["id"] == "10"
+    assert statuses(emu) == [429, 200]
+    assert len(slept) == 1
+    assert 60 <= slept[0] <= 66, "not the 0.01 s back-off: every retry would fall inside the window"
+
+
+def test_a_minute_quota_with_retry_after_waits_that(emu):
+    emu.inject_fault("429", quota="MIN", retry_after=5)
+    hook, slept = recording_hook()
+    hook.get_pool("10")
+    assert statuses(emu) == [429, 200]
+    assert 5 <= slept[0] <= 5.6
+
+
+@pytest.mark.parametrize(("quota", "window"), [("HOUR", HOUR), ("DAY", DAY)])
+def test_an_hour_or_day_quota_fails_at_once_naming_it_and_when_it_resets(emu, quota, window):
+    emu.inject_fault("429", quota=quota, count=10)
+    hook, slept = recording_hook()
+    before = dt.datetime.now(dt.timezone.utc)
+    with pytest.raises(TolokaQuotaExhausted) as exhausted:
+        hook.archive_pool("10")
+    error = exhausted.value
+    assert statuses(emu) == [429], "not retried: five retries seconds apart cannot outlast it"
+    assert slept == []
+    assert (error.status_code, error.quota, error.resets_in) == (429, quota, window)
+    assert before + dt.timedelta(seconds=window) <= error.resets_at
+    text = str(error)
+    assert f"{quota} quota" in text
+    assert f"resets by {error.resets_at:%Y-%m-%dT%H:%M:%SZ}" in text
+    assert "wait_out_quota=True" in text
+
+
+def test_a_retry_after_on_a_long_quota_is_when_it_resets_uncapped(emu):
+    emu.inject_fault("429", quota="DAY", retry_after=7200)
+    hook, _ = recording_hook()
+    with pytest.raises(TolokaQuotaExhausted) as exhausted:
+        hook.get_pool("10")
+    assert exhausted.value.resets_in == 7200, "not the 5-minute cap of ordinary Retry-After waits"
+
+
+def test_wait_out_quota_waits_when_the_reset_fits_the_deadline(emu):
+    emu.inject_fault("429", quota="HOUR")
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(2 * HOUR))
+    operation = hook.archive_pool("10")
+    assert operation["type"] == "POOL.ARCHIVE"
+    assert statuses(emu) == [429, 202]
+    assert len(slept) == 1
+    assert HOUR <= slept[0] <= HOUR + 1
+
+
+def test_wait_out_quota_fails_at_once_when_the_reset_is_past_the_deadline(emu, caplog, capfd):
+    emu.inject_fault("429", quota="HOUR", count=10)
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(HOUR / 2))
+    with caplog.at_level(logging.WARNING), pytest.raises(TolokaQuotaExhausted):
+        hook.archive_pool("10")
+    assert statuses(emu) == [429]
+    assert slept == []
+    assert "after the task's deadline: not waiting" in caplog.text + "".join(capfd.readouterr())
+
+
+def _in(seconds: float) -> float:
+    import time
+
+    return time.time() + seconds
+
+
+def run_pool_operator(**kwargs) -> tuple[TolokaArchivePoolOperator, list[float]]:
+    operator = TolokaArchivePoolOperator(task_id="a", pool_id="10", poll_interval=0.1, **kwargs)
+    slept: list[float] = []
+    operator.hook.sleep = slept.append
+    operator.execute({"ti": RecordingTI()})
+    return operator, slept
+
+
+def test_the_operator_fails_at_once_by_default(emu):
+    emu.inject_fault("429", quota="HOUR", count=10)
+    with pytest.raises(TolokaQuotaExhausted, match="HOUR quota"):
+        run_pool_operator(execution_timeout=dt.timedelta(days=2))
+    assert statuses(emu) == [429]
+
+
+def test_the_operator_waits_it_out_within_its_execution_timeout(emu):
+    emu.inject_fault("429", quota="HOUR", path="/archive")
+    _, slept = run_pool_operator(wait_out_quota=True, execution_timeout=dt.timedelta(hours=2))
+    assert emu.object("pool", "10")["status"] == "ARCHIVED"
+    assert [r.status for r in emu.requests if r.method == "POST"] == [429, 202]
+    assert HOUR <= slept[0] <= HOUR + 1
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"execution_timeout": dt.timedelta(minutes=30)}, {"timeout": 600, "execution_timeout": None}],
+)
+def test_the_operator_does_not_wait_past_its_own_deadline(emu, limits):
+    emu.inject_fault("429", quota="HOUR", count=10)
+    with pytest.raises(TolokaQuotaExhausted):
+        run_pool_operator(wait_out_quota=True, **limits)
+    assert statuses(emu) == [429]
+
+
+def test_a_long_quota_in_a_cascade_neither_pauses_the_others_nor_is_retried(emu):
+    for pool_id in ("20", "21", "22", "23"):
+        emu.add_pool(pool_id, project_id="1", status="CLOSED")
+    emu.inject_fault("429", quota="DAY", path="/pools/21/archive", count=10)
+    operator = TolokaArchiveProjectOperator(
+        task_id="c", project_id="1", cascade=True, poll_interval=0.1, max_concurrency=4
+    )
+    with pytest.raises(TolokaCascadeFailed, match="DAY quota") as failed:
+        operator.execute({"ti": RecordingTI()})
+    assert "21" in str(failed.value)
+    assert [r.status for r in emu.requests if r.path.endswith("/pools/21/archive")] == [429]
+    assert operator.hook.throttle.refusals == 0, "a day quota says nothing about the pace"
+    assert operator.hook.throttle.rate is None
+
+
+def test_the_sensor_and_housekeeping_take_wait_out_quota_and_refuse_a_non_bool(emu):
+    for make in (
+        lambda value: TolokaOperationSensor(task_id="s", operation_id="x", wait_out_quota=value),
+        lambda value: TolokaHousekeepingOperator(task_id="h", wait_out_quota=value),
+        lambda value: TolokaArchivePoolOperator(task_id="a", pool_id="10", wait_out_quota=value),
+    ):
+        assert make(True).hook.wait_out_quota is True
+        with pytest.raises(ValueError, match=r"wait_out_quota='yes' is not valid: pass True"):
+            make("yes")
+    assert emu.requests == []
+
+
+async def test_the_triggerers_reader_ends_the_wait_at_once_instead_of_riding_it_out(emu):
+    emu.operation_duration = 30
+    operation = TolokaHook().archive_pool("10")
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=f"/operations/{operation['id']}", count=100)
+    trigger = TolokaOperationTrigger(operation["id"], poll_interval=0.1, end_time=_in(2 * DAY))
+    [event] = await asyncio.wait_for(_events(trigger), timeout=60)
+    assert event["status"] == "error"
+    assert "HOUR quota" in event["message"]
+    assert statuses(emu) == [429], "one read, not an outage retried until the deadline"
+
+
+async def _events(trigger: TolokaOperationTrigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_a_wait_on_an_operation_fails_at_once_or_waits_it_out_within_both_deadlines(emu):
+    emu.operation_duration = 30
+    operation = TolokaHook().archive_pool("10")
+    path = f"/operations/{operation['id']}"
+
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=path, count=1)
+    hook, slept = recording_hook()
+    with pytest.raises(TolokaQuotaExhausted):
+        hook.wait_for_operation(operation["id"], poll_interval=1)
+    assert (statuses(emu), slept) == ([429], [])
+
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=path, count=1)
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(DAY))
+    with pytest.raises(TolokaQuotaExhausted):  # its own timeout is shorter than the reset
+        hook.wait_for_operation(operation["id"], poll_interval=1, timeout=600)
+    assert (statuses(emu), slept) == ([429], [])
+
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=path, count=1)
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(DAY))
+    hook.sleep = lambda seconds: (slept.append(seconds), emu.advance_clock(seconds))
+    final = hook.wait_for_operation(operation["id"], poll_interval=1, timeout=2 * HOUR)
+    assert final["status"] == "SUCCESS"
+    assert statuses(emu) == [429, 200]
+    assert slept == [HOUR]
