@@ -12,8 +12,9 @@ threads do not share a GIL), seeded with 1000 closed pools and 50 closed trainin
 - cascade, declared rate: the same, with the connection's ``requests_per_second`` at the limit, so the
   workers keep to it from the first request instead of learning it from the first burst's 429s. Its
   table sets it beside today's run against the floor: one request per object at the rate.
-- cascade, trainings after every pool: the same operator with the old phase order (every training
-  waits for every pool), to show what the earlier training start buys, side by side.
+- cascade, trainings forced after every pool: the same operator with the old phase order (every
+  training waits for every pool), to show what the earlier training start buys, side by side. (Once
+  the cascade keeps to a pace, learned or declared, it sends trainings after the pools ready to go.)
 - threads + per-object wait: the same thread pool and shared throttle, but each worker polls its
   own operation with ``hook.wait_for_operation`` (what the cascade would do without the watcher).
 - naive: one pool at a time, archive then poll every second until done, as toloka-kit's
@@ -145,7 +146,9 @@ def run_cascade(
     done = len(summary["pools"]["archived"]) + len(summary["trainings"]["archived"]) + 1
     if declared:
         return statuses, done, f"cascade {concurrency}, declared rate {RATE_LIMIT:g}/s"
-    order = "trainings after every pool" if phased else "trainings as their pools finish"
+    # Unphased, the cascade starts each training as its pools finish until a 429 teaches it a pace; from
+    # then on trainings wait for the pools ready to send (``CascadeRunner._goes_last``).
+    order = "trainings forced after every pool" if phased else "pace learned from 429s"
     return statuses, done, f"cascade {concurrency}, {order}"
 
 
@@ -293,12 +296,12 @@ def main() -> None:
                 f"{result['statuses'][429]:>5} {result['late_429s']:>8}"
             )
     for value in args.concurrency.split(","):
-        new = by_label.get(f"cascade {value}, trainings as their pools finish")
-        old = by_label.get(f"cascade {value}, trainings after every pool")
+        new = by_label.get(f"cascade {value}, pace learned from 429s")
+        old = by_label.get(f"cascade {value}, trainings forced after every pool")
         if new and old:
             print(
-                f"max_concurrency={value}: trainings as their pools finish {new:.1f} s "
-                f"({new / bound:.2f}x bound) vs after every pool {old:.1f} s ({old / bound:.2f}x bound)"
+                f"max_concurrency={value}: the cascade's own order {new:.1f} s ({new / bound:.2f}x bound) "
+                f"vs trainings forced after every pool {old:.1f} s ({old / bound:.2f}x bound)"
             )
 
 

@@ -144,6 +144,20 @@ def test_each_training_starts_as_soon_as_its_own_pools_finish(emu):
     assert project >= max(op["finished"] for op in emu.operations() if op["type"] != "PROJECT.ARCHIVE")
 
 
+def test_under_a_declared_pace_trainings_go_after_every_pool(emu, declare_rate):
+    # A pace makes every request a turn: a training sent while pools wait pushes the last pool back,
+    # so the trainings (902 too, which waits on no pool) go once every pool archive is sent.
+    declare_rate(300)
+    cascade(max_concurrency=4)
+
+    pools = submitted(emu, "POOL.ARCHIVE", "pool_id")
+    trainings = submitted(emu, "TRAINING.ARCHIVE", "training_id")
+    assert min(trainings.values()) >= max(pools.values())
+    assert set(trainings) == set(TRAININGS)
+    project = emu.operations("PROJECT.ARCHIVE")[0]["submitted"]
+    assert project >= max(op["finished"] for op in emu.operations() if op["type"] != "PROJECT.ARCHIVE")
+
+
 def test_a_pool_in_its_rejection_window_holds_back_only_what_needs_it(emu):
     emu.add_pool("110", project_id="7", last_rejection=emu.now - dt.timedelta(days=2))
 

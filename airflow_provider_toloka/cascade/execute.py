@@ -5,7 +5,8 @@ needs its object closed, a training's archive needs the main pools linked to it 
 project's archive needs everything. The main loop hands every step whose needs are met to a
 bounded thread pool; a worker sends one close or archive and waits (through the shared
 ``OperationWatcher``) for its operation. So at most ``max_concurrency`` operations are in flight,
-and a training starts as soon as its own pools finish instead of after every pool.
+and a training starts as soon as its own pools finish instead of after every pool (under a pace, once
+no pool is left to send: ``CascadeRunner._goes_last``).
 
 A refusal that time clears (a pool in its rejection window) holds back only what needs that pool;
 the rest goes on. Any other failure stops new work and what is in flight is waited for. Either
@@ -27,6 +28,7 @@ from airflow_provider_toloka.cascade.watch import OperationWatcher
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
+from airflow_provider_toloka.throttle import SharedThrottle
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.cascade.plan import CascadePlan
@@ -171,7 +173,9 @@ class CascadeRunner:
         for step, required in needs.items():
             for other in required:
                 needed_by[other].append(step)
-        ready = deque(step for step, required in needs.items() if not required)
+        free = [step for step, required in needs.items() if not required]
+        ready = deque(step for step in free if not self._goes_last(step))
+        last = deque(step for step in free if self._goes_last(step))  # sent when no other step is ready
         labels = [Step(a, k, "").label for a, k in _PROGRESS_ORDER]
         totals = {label: sum(1 for step in needs if step.label == label) for label in labels}
         progress = Progress(self.log, totals, self.progress_every, self.clock)
@@ -184,8 +188,8 @@ class CascadeRunner:
             max_workers=min(self.max_concurrency, len(needs)), thread_name_prefix="toloka-cascade"
         ) as pool:
             while True:
-                while ready and not stopped and len(in_flight) < self.max_concurrency:
-                    step = ready.popleft()
+                while (ready or last) and not stopped and len(in_flight) < self.max_concurrency:
+                    step = ready.popleft() if ready else last.popleft()
                     in_flight[pool.submit(self._one, step, watcher)] = step
                 if not in_flight:
                     break
@@ -217,11 +221,12 @@ class CascadeRunner:
                     if step.kind == "project":
                         self.summary["project"]["operation"] = operation
                     progress.advance(step.label)
-                    # What this step unblocks goes first: a training frees the project sooner.
+                    # What this step unblocks goes first (a training frees the project sooner), unless
+                    # the task keeps to a pace: see ``_goes_last``.
                     for later in reversed(needed_by[step]):
                         waiting_on[later].discard(step)
                         if not waiting_on[later]:
-                            ready.appendleft(later)
+                            (last.append if self._goes_last(later) else ready.appendleft)(later)
 
     def _one(self, step: Step, watcher: OperationWatcher) -> tuple[str, dict[str, Any] | None]:
         if step.action == "archive":
@@ -244,6 +249,20 @@ class CascadeRunner:
         if operation_status(operation) is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
         return DONE, operation
+
+    def _goes_last(self, step: Step) -> bool:
+        """Whether a free step waits behind every other ready one: a training's or the project's
+        archive while the task keeps to a pace (declared ``requests_per_second``, or learned from a 429).
+
+        Under a pace only one chain sets the end: the last pool, then its training, then the project.
+        Any other training's archive sent while pools are left pushes that last pool back by one
+        request; sent after the last pool, it rides in the time that pool's operation takes anyway,
+        when the pace has requests to spare. Without a pace a request costs no one a turn, so each
+        training starts the moment its pools are done.
+        """
+        throttle = self.hook.throttle
+        paced = isinstance(throttle, SharedThrottle) and throttle.rate is not None
+        return paced and step.action == "archive" and step.kind != "pool"
 
     def _time_left(self) -> float | None:
         # At least a little: the hook reads a timeout of 0 as "no limit".
