@@ -44,6 +44,13 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_toloka.links.TolokaTrainingLink",
             "airflow_provider_toloka.links.TolokaOperationLink",
         ],
+        # toloka://<api host>/{projects|pools|trainings}/<id>: read by Airflow 3.0-3.3 alike.
+        "asset-uris": [
+            {
+                "schemes": ["toloka"],
+                "handler": "airflow_provider_toloka.assets.normalize_toloka_uri",
+            }
+        ],
         "triggers": [
             {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.triggers.operation"]}
         ],

@@ -16,6 +16,9 @@ What common-compat does not cover lives here:
   ``conn-fields`` / ``ui-field-behaviour`` of ``get_provider_info`` and never calls them. Both are made
   from the one declaration in ``get_provider_info``, so every minor shows the same fields.
 - ``dag_bag``: ``DagBag`` moved from ``airflow.models.dagbag`` to ``airflow.dag_processing.dagbag`` in 3.2.
+- ``approval_operator``: the standard provider's ``ApprovalOperator`` (human in the loop) needs Airflow
+  3.1+; on 3.0 its module refuses to load with ``AirflowOptionalProviderFeatureException``, not an
+  ``ImportError``, so a DAG file that tries it must catch that.
 """
 
 from __future__ import annotations
@@ -84,3 +87,14 @@ def dag_bag(dag_folder: str) -> Any:
 
     module = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_2_PLUS else "airflow.models.dagbag"  # 3.0, 3.1
     return importlib.import_module(module).DagBag(dag_folder=dag_folder)
+
+
+def approval_operator() -> Any:
+    """``ApprovalOperator`` on Airflow 3.1+, ``None`` on 3.0 (no human-in-the-loop operators there)."""
+    from airflow.providers.common.compat.sdk import AirflowOptionalProviderFeatureException
+
+    try:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+    except (ImportError, AirflowOptionalProviderFeatureException):  # Airflow 3.0
+        return None
+    return ApprovalOperator

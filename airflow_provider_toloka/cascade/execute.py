@@ -132,6 +132,8 @@ class CascadeRunner:
             kind: {"archived": [], "closed": [], "skipped": []} for kind in ("pools", "trainings")
         }
         self.summary["project"] = {"id": None, "operation": None, "skipped": False}
+        # "pool 12": its archive's operation id, for the asset events (none for a 204).
+        self.summary["operations"] = {}
         self._results: dict[Step, str] = {}
         self._errors: dict[Step, BaseException] = {}
         self._timed_out = False
@@ -214,6 +216,8 @@ class CascadeRunner:
                         stopped = stopped or not _time_clears(error)
                         continue
                     self._results[step] = result
+                    if operation is not None and step.action == "archive":
+                        self.summary["operations"][f"{step.kind} {step.id}"] = operation.get("id")
                     if step.kind == "project":
                         self.summary["project"]["operation"] = operation
                     progress.advance(step.label)

@@ -26,6 +26,8 @@ class ProjectOutcome:
     project_id: str
     reason: str | None
     detail: str
+    # (kind, id, operation id) archived for this project, for its asset events; empty in a dry run.
+    objects: tuple[tuple[str, str, str | None], ...] = ()
 
 
 class Report:
@@ -49,6 +51,10 @@ class Report:
         with self._lock:
             outcomes = list(self._outcomes.values())
         return sorted(outcomes, key=lambda o: _id_key(o.project_id))
+
+    def archived_objects(self) -> list[tuple[str, str, str | None]]:
+        """Every object the run archived, project by project (what gets an asset event)."""
+        return [obj for outcome in self._sorted() for obj in outcome.objects]
 
     @property
     def failed(self) -> dict[str, str]:

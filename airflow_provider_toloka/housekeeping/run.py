@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 
 from airflow_provider_toloka.archivable import REJECTED
+from airflow_provider_toloka.assets import cascade_objects
 from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
@@ -50,10 +51,29 @@ def run_housekeeping(
     max_concurrency: int,
     poll_interval: float,
     log: Log,
+    project_ids: list[str] | None = None,
+    max_projects: int | None = None,
 ) -> Report:
-    """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report."""
+    """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report.
+
+    ``project_ids`` limits the run to those projects (a plan a person approved); each is assessed
+    again, so one that changed since is skipped with its reason. ``max_projects`` caps the projects
+    handled, lowest ids first; the rest wait for the next run.
+    """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
+    if project_ids is not None:
+        wanted = set(project_ids)
+        projects = [p for p in projects if str(p.get("id")) in wanted]
+        missing = sorted(wanted - {str(p.get("id")) for p in projects})
+        if missing:
+            log.warning("Not among the active projects (archived or gone since?): %s", ", ".join(missing))
+    if max_projects is not None and len(projects) > max_projects:
+        projects.sort(key=lambda p: (len(str(p.get("id"))), str(p.get("id"))))
+        log.info(
+            "max_projects=%d: %d project(s) left for the next run", max_projects, len(projects) - max_projects
+        )
+        projects = projects[:max_projects]
     report = Report(dry_run=dry_run, min_idle_days=min_idle_days, close_open=close_open, now=now)
     log.info(
         "%d active project(s); handling up to %d at once%s",
@@ -87,9 +107,13 @@ def run_housekeeping(
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
-            return ProjectOutcome(project_id, None, f"{verdict.detail}; {archived}")
+            return ProjectOutcome(
+                project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done))
+            )
         except TolokaCascadeHeldBack as error:
-            return ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error))
+            # Pools archived before the hold-back are archived: their events are true, the project's is not.
+            partial = tuple(obj for obj in cascade_objects(error.summary) if obj[0] != "project")
+            return ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
         except TolokaCascadeFailed as error:
             return ProjectOutcome(project_id, FAILED, _short(error))
         except Exception as error:  # one project's trouble must not stop the others

@@ -25,6 +25,7 @@ from airflow_provider_toloka.archivable import (
     archivable_after,
     time_clears,
 )
+from airflow_provider_toloka.assets import add_archive_alias, cascade_objects, record_archived
 from airflow_provider_toloka.cascade.execute import (  # MAX_CONCURRENCY: importable here as before
     DEFAULT_MAX_CONCURRENCY,
     MAX_CONCURRENCY,  # noqa: F401
@@ -138,6 +139,7 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
                 f"{MIN_CHECK_INTERVAL:g} seconds between two checks, e.g. archivable_check_interval=3600."
             )
         self.archivable_timeout = validate_optional_seconds("archivable_timeout", archivable_timeout)
+        add_archive_alias(self)
 
     @cached_property
     def hook(self) -> TolokaHook:
@@ -159,7 +161,15 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
         self._object_id = validate_id(self.id_field, getattr(self, self.id_field))
         self._operation: dict[str, Any] | None = None
         self.execute_resumable(context)
+        if self._operation is None or self.wait_for_completion:  # archived, or already archived (204)
+            self._record(context, self._operation)
         return self._operation
+
+    def _record(self, context: Context, operation: dict[str, Any] | None) -> None:
+        """The archived object's asset event (see ``airflow_provider_toloka.assets``)."""
+        object_id = str(getattr(self, self.id_field))
+        operation_id = operation.get("id") if operation else None
+        record_archived(context, self.hook.settings.api_url, [(self.object_kind, object_id, operation_id)])
 
     # -- ResumableJobMixin: the operation id is the job id -------------------------------------------
 
@@ -341,6 +351,7 @@ class TolokaArchiveBaseOperator(ResumableJobMixin, BaseOperator):
 
         operation = operation_from_event(event, on_timeout=timed_out)
         self.log.info("%s", describe(operation))
+        self._record(context, operation)
         return operation
 
 
@@ -409,7 +420,7 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
         self._object_id = validate_id("project_id", self.project_id)
         if self.deferrable:  # only from [operators] default_deferrable: an explicit True is refused
             self.log.info("The cascade waits in the worker: default_deferrable does not apply to it.")
-        return run_cascade_task(
+        summary = run_cascade_task(
             self.hook,
             self._object_id,
             close_open=self.close_open,
@@ -423,6 +434,9 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
                 key="operation_id", value=operation_id
             ),
         )
+        if not self.plan_only:
+            record_archived(context, self.hook.settings.api_url, cascade_objects(summary))
+        return summary
 
 
 class TolokaArchivePoolOperator(TolokaArchiveBaseOperator):

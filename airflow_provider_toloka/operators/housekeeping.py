@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_toloka.assets import add_archive_alias, record_archived
 from airflow_provider_toloka.quota import task_deadline, validate_wait_out_quota
-from airflow_provider_toloka.validation import validate_count, validate_seconds
+from airflow_provider_toloka.validation import validate_count, validate_id, validate_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -56,9 +57,16 @@ class TolokaHousekeepingOperator(BaseOperator):
     :param toloka_conn_id: Airflow connection of type ``toloka`` (templated).
     :param wait_out_quota: when Toloka answers 429 for an HOUR or DAY quota, wait for it to reset if
         that falls before the task's ``execution_timeout``, instead of failing those requests at once.
+    :param project_ids: handle only these projects (e.g. the ``archived`` list of an approved dry run);
+        each is assessed again, so one that changed since is skipped with its reason. Templated.
+    :param max_projects: handle at most this many projects per run (lowest ids first); the rest wait
+        for the next run.
+
+    Every archived object (pools, trainings, project) gets an event of its ``toloka://`` asset through
+    the ``toloka_archive`` alias (see ``docs/assets.md``); a dry run records none.
     """
 
-    template_fields: Sequence[str] = ("toloka_conn_id",)
+    template_fields: Sequence[str] = ("toloka_conn_id", "project_ids")
     ui_color = "#d7e9f7"
 
     def __init__(
@@ -70,10 +78,17 @@ class TolokaHousekeepingOperator(BaseOperator):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         poll_interval: float = 10.0,
         toloka_conn_id: str = "toloka_default",
+        project_ids: Sequence[str | int] | str | None = None,
+        max_projects: int | None = None,
         wait_out_quota: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        add_archive_alias(self)
+        self.project_ids = project_ids
+        self.max_projects = (
+            None if max_projects is None else validate_count("max_projects", max_projects, minimum=1)
+        )
         self.min_idle_days = _validate_days("min_idle_days", min_idle_days)
         self.close_open = close_open
         # Not ``self.dry_run``: BaseOperator has a ``dry_run()`` method.
@@ -109,6 +124,7 @@ class TolokaHousekeepingOperator(BaseOperator):
         from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
         from airflow_provider_toloka.housekeeping import run_housekeeping
 
+        project_ids = _validate_project_ids(self.project_ids)
         report = run_housekeeping(
             self.hook,
             min_idle_days=self.min_idle_days,
@@ -117,9 +133,13 @@ class TolokaHousekeepingOperator(BaseOperator):
             max_concurrency=self.max_concurrency,
             poll_interval=self.poll_interval,
             log=self.log,
+            project_ids=project_ids,
+            max_projects=self.max_projects,
         )
         self.log.info("%s", report.table())
         summary = report.to_dict()
+        if not self.plan_only:
+            record_archived(context, self.hook.settings.api_url, report.archived_objects())
         if summary["failed"]:
             # A failed task pushes no return value: push it here, so a downstream task can read it.
             context["ti"].xcom_push(key="return_value", value=summary)
@@ -135,3 +155,24 @@ def _validate_days(param: str, value: Any) -> float:
             f"closed project at once), e.g. {param}=30."
         )
     return float(value)
+
+
+def _validate_project_ids(value: Any) -> list[str] | None:
+    """The rendered ``project_ids``: a list of ids, or a JSON/Python list as a template renders it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        import ast
+
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(
+                f"project_ids={value!r} is not valid: pass a list of project ids, e.g. "
+                "project_ids=['1003', '1004'], or a template that renders one."
+            ) from None
+    if isinstance(value, (str, int)) or not hasattr(value, "__iter__"):
+        raise ValueError(
+            f"project_ids={value!r} is not valid: pass a list of project ids, e.g. project_ids=['1003']."
+        )
+    return [validate_id("project_ids[]", item) for item in value]

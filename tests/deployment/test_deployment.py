@@ -7,6 +7,7 @@ checks one thing a user would notice. Run alone with ``./dev test -m deployment`
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -55,7 +56,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStac
         rejection_window.CONN_ID: rejection_window.emulator(tmp_path_factory.mktemp("seed")),
     }
     stack = AirflowStack(
-        tmp_path_factory.mktemp("airflow-home"), emulators, extra_dags=sorted(TEST_DAGS.glob("*.py"))
+        tmp_path_factory.mktemp("airflow-home"),
+        emulators,
+        extra_dags=sorted(TEST_DAGS.glob("*.py")),
+        # For toloka_on_pool_archived on Airflow 3.0.0, whose dag-processor cannot read DB connections.
+        settings={"TOLOKA_DEFAULT_API_URL": emulators["toloka_default"].url},
     )
     started = time.monotonic()
     try:
@@ -227,6 +232,47 @@ def test_deferred_waits_went_through_the_shared_reader(
     triggerer = (deployment.home / "components" / "triggerer.log").read_text(errors="replace")
     served = re.findall(r"connection 'toloka_default' closed: (\d+) waits served", triggerer)
     assert sum(map(int, served)) >= len(trigger_logs)
+
+
+def test_pool_archive_records_its_asset_event_and_starts_the_dag_scheduled_on_it(
+    deployment: AirflowStack, runs: dict[str, dict[str, Any]]
+) -> None:
+    """Seen in the metadata DB: the event of pool 11's toloka:// asset, then the asset-triggered run."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(deployment.database_url)
+    host = deployment.emulators["toloka_default"].url.split("://", 1)[1].rstrip("/")
+    uri = f"toloka://{host}/pools/11"
+
+    def scheduled_run() -> Any:
+        with engine.connect() as db:
+            return db.execute(
+                sa.text(
+                    "SELECT run_id, state, run_type FROM dag_run WHERE dag_id = 'toloka_on_pool_archived' "
+                    "AND state IN ('success', 'failed')"
+                )
+            ).first()
+
+    try:
+        run = wait_until("the DAG scheduled on pool 11's asset runs", scheduled_run, 120, every=2)
+    finally:
+        engine.dispose()
+    with engine.connect() as db:
+        events = db.execute(
+            sa.text(
+                "SELECT e.extra, e.source_dag_id, e.source_task_id FROM asset_event e "
+                "JOIN asset a ON a.id = e.asset_id WHERE a.uri = :uri"
+            ),
+            {"uri": uri},
+        ).all()
+    engine.dispose()
+    assert len(events) == 1, f"{uri}: {events}"
+    extra, source_dag, source_task = events[0]
+    extra = json.loads(extra) if isinstance(extra, str) else extra
+    assert (source_dag, source_task) == ("example_toloka_archive", "archive_pool")
+    assert (extra["kind"], extra["id"], extra["environment"]) == ("pool", "11", host)
+    assert extra["operation_id"]
+    assert (run.run_type, run.state) == ("asset_triggered", "success")
 
 
 def test_token_is_in_no_log_file(deployment: AirflowStack, runs: dict[str, dict[str, Any]]) -> None:
