@@ -46,7 +46,12 @@ def test_the_housekeeping_example_runs_alone_in_its_place_and_the_others_two_at_
 
     # Housekeeping reads the whole account: beside another example it would find objects half archived.
     assert _waves(str(EXAMPLES)) == [
-        ["example_toloka_archive", "example_toloka_cascade", "example_toloka_deferrable"],
+        [
+            "example_toloka_archive",
+            "example_toloka_asset",
+            "example_toloka_cascade",
+            "example_toloka_deferrable",
+        ],
         ["example_toloka_housekeeping"],
         ["example_toloka_sensor", "example_toloka_wait_until_archivable"],
     ]
