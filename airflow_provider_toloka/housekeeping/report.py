@@ -50,7 +50,7 @@ class Report:
     def _sorted(self) -> list[ProjectOutcome]:
         with self._lock:
             outcomes = list(self._outcomes.values())
-        return sorted(outcomes, key=lambda o: _id_key(o.project_id))
+        return sorted(outcomes, key=lambda o: id_order(o.project_id))
 
     def archived_objects(self) -> list[tuple[str, str, str | None]]:
         """Every object the run archived, project by project (what gets an asset event)."""
@@ -116,6 +116,6 @@ class Report:
         return f"skip: {outcome.reason}"
 
 
-def _id_key(project_id: str) -> tuple[int, int, str]:
+def id_order(project_id: str) -> tuple[int, int, str]:
     """Numeric ids in numeric order (Toloka's ids are digit strings)."""
     return (0, int(project_id), "") if project_id.isdigit() else (1, 0, project_id)

@@ -21,7 +21,7 @@ from airflow_provider_toloka.assets import cascade_objects
 from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
 from airflow_provider_toloka.exceptions import TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
-from airflow_provider_toloka.housekeeping.report import FAILED, ProjectOutcome, Report
+from airflow_provider_toloka.housekeeping.report import FAILED, ProjectOutcome, Report, id_order
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
@@ -69,7 +69,7 @@ def run_housekeeping(
         if missing:
             log.warning("Not among the active projects (archived or gone since?): %s", ", ".join(missing))
     if max_projects is not None and len(projects) > max_projects:
-        projects.sort(key=lambda p: (len(str(p.get("id"))), str(p.get("id"))))
+        projects.sort(key=lambda p: id_order(str(p.get("id"))))
         log.info(
             "max_projects=%d: %d project(s) left for the next run", max_projects, len(projects) - max_projects
         )
