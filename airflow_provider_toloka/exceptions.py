@@ -35,6 +35,14 @@ QUOTA_WINDOWS = {"MIN": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
 LONG_QUOTAS = frozenset({"HOUR", "DAY"})
 
 
+def quota_named(status_code: int, payload: Any) -> str | None:
+    """The quota a 429's ``payload.interval`` names (``MIN``, ``HOUR``, ``DAY``); ``None`` if none."""
+    if status_code != 429 or not isinstance(payload, dict):
+        return None
+    interval = payload.get("interval")
+    return str(interval).upper() if interval else None
+
+
 class TolokaError(AirflowException):
     """Base class of every error this provider raises."""
 
@@ -74,10 +82,7 @@ class TolokaApiError(TolokaError):
 
         ``None`` for any other status and for the per-second rate limit, whose 429 names none.
         """
-        if self.status_code != 429 or not isinstance(self.payload, dict):
-            return None
-        interval = self.payload.get("interval")
-        return str(interval).upper() if interval else None
+        return quota_named(self.status_code, self.payload)
 
     @property
     def hint(self) -> str | None:

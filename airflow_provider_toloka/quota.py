@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.exceptions import TolokaQuotaExhausted
 
 
 def validate_wait_out_quota(value: Any) -> bool:
@@ -29,3 +32,9 @@ def task_deadline(execution_timeout: timedelta | None, *timeouts: float | None) 
     if execution_timeout is not None:
         limits.append(execution_timeout.total_seconds())
     return time.time() + min(limits) if limits else None
+
+
+def quota_fits(error: TolokaQuotaExhausted, *deadlines: float | None) -> bool:
+    """Whether the quota resets before every one of ``deadlines`` (Unix times; ``None`` bounds nothing)."""
+    reset = time.time() + error.resets_in
+    return all(deadline is None or reset <= deadline for deadline in deadlines)

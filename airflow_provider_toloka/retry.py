@@ -9,7 +9,6 @@ will answer the same way every time, so it fails at once.
 from __future__ import annotations
 
 import random
-import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaQuotaExhausted,
     TolokaRetriesExhausted,
 )
+from airflow_provider_toloka.quota import quota_fits
 
 if TYPE_CHECKING:
     from tenacity import BaseRetrying
@@ -99,11 +99,6 @@ def release(retrying: BaseRetrying) -> None:
     the cycle.
     """
     retrying.iter_state.reset()
-
-
-def quota_fits(error: TolokaQuotaExhausted, deadline: float | None) -> bool:
-    """Whether the quota resets before ``deadline`` (Unix time; ``None``: the task has none)."""
-    return deadline is None or time.time() + error.resets_in <= deadline
 
 
 def retry_policy(

@@ -16,8 +16,9 @@ from airflow_provider_toloka.exceptions import (
     TolokaApiError,
     TolokaError,
     TolokaQuotaExhausted,
+    quota_named,
 )
-from airflow_provider_toloka.retry import parse_retry_after
+from airflow_provider_toloka.retry import MAX_RETRY_AFTER, parse_retry_after
 
 # Toloka documents a page size (``limit``) of at most 300; fewer, larger pages mean fewer requests.
 PAGE_LIMIT = 300
@@ -87,6 +88,8 @@ def api_error(
     """
     if not isinstance(body, dict):
         body = {"message": f"non-JSON answer ({headers.get('Content-Type') or 'no content type'})"}
+    # Uncapped first: an hour or day quota's Retry-After says when it resets, however far off.
+    told = parse_retry_after(headers.get("Retry-After"), maximum=None)
     fields: dict[str, Any] = {
         "method": method,
         "path": path,
@@ -95,10 +98,9 @@ def api_error(
         "message": scrub(str(body.get("message") or reason or "")),
         "request_id": body.get("request_id") or headers.get("X-Request-Id"),
         "payload": body.get("payload"),
-        "retry_after": parse_retry_after(headers.get("Retry-After")),
+        "retry_after": None if told is None else min(told, MAX_RETRY_AFTER),
     }
-    error = TolokaApiError(**fields)
-    if error.quota in LONG_QUOTAS:
-        told = parse_retry_after(headers.get("Retry-After"), maximum=None)
-        return TolokaQuotaExhausted(resets_in=QUOTA_WINDOWS[error.quota] if told is None else told, **fields)
-    return error
+    quota = quota_named(status_code, fields["payload"])
+    if quota in LONG_QUOTAS:
+        return TolokaQuotaExhausted(resets_in=QUOTA_WINDOWS[quota] if told is None else told, **fields)
+    return TolokaApiError(**fields)

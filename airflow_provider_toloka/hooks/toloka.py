@@ -29,13 +29,13 @@ from airflow_provider_toloka.exceptions import (
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT, read_answer
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
+from airflow_provider_toloka.quota import quota_fits
 from airflow_provider_toloka.retry import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
     DEFAULT_RETRY_MIN_WAIT,
     is_retryable,
     parse_retry_after,
-    quota_fits,
     release,
     retry_policy,
 )
@@ -437,10 +437,8 @@ class TolokaHook(BaseHook):
 
     def _may_wait_out(self, error: TolokaQuotaExhausted, wait_deadline: pendulum.DateTime | None) -> bool:
         """``wait_out_quota`` is on and the quota resets before both the task's and this wait's deadline."""
-        limits = [self.deadline] if self.deadline is not None else []
-        if wait_deadline is not None:
-            limits.append(wait_deadline.timestamp())
-        return self.wait_out_quota and quota_fits(error, min(limits) if limits else None)
+        wait_until = None if wait_deadline is None else wait_deadline.timestamp()
+        return self.wait_out_quota and quota_fits(error, self.deadline, wait_until)
 
     def operation_failed(self, operation: dict[str, Any]) -> TolokaOperationFailed:
         """The error for a FAIL operation, with Toloka's log of it attached when it can be read."""
