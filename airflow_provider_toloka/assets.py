@@ -91,21 +91,9 @@ def toloka_asset_uri(kind: str, object_id: str | int, *, toloka_conn_id: str = "
     """
     from airflow.providers.common.compat.sdk import BaseHook
 
-    from airflow_provider_toloka.connection import ENVIRONMENTS, _parse_host
+    from airflow_provider_toloka.connection import api_root
 
-    conn = BaseHook.get_connection(toloka_conn_id)
-    extra = conn.extra_dejson or {}
-
-    def bad(field_name: str, value: Any, fix: str) -> ValueError:
-        return ValueError(f"Toloka connection {toloka_conn_id!r}: {field_name}={value!r} is not valid: {fix}")
-
-    if conn.host:
-        root = _parse_host(conn.host, conn.port, bad)
-    else:
-        environment = extra.get("environment") or "production"
-        if environment not in ENVIRONMENTS:
-            raise bad("extra.environment", environment, "use 'production' or 'sandbox'.")
-        root = ENVIRONMENTS[environment]
+    root = api_root(BaseHook.get_connection(toloka_conn_id))
     return uri_for(root, kind, object_id)
 
 

@@ -93,9 +93,7 @@ class TolokaConnectionSettings:
             extra = conn.extra_dejson
         extra = extra or {}
 
-        def bad(field_name: str, value: Any, fix: str) -> ValueError:
-            return ValueError(f"Toloka connection {conn_id!r}: {field_name}={value!r} is not valid: {fix}")
-
+        bad = _refusal(conn_id)
         token = (conn.password or "").strip()
         if not token:
             raise ValueError(
@@ -107,16 +105,7 @@ class TolokaConnectionSettings:
         if scheme not in AUTH_SCHEMES:
             raise bad("extra.auth_scheme", scheme, "use 'OAuth' for OAuth tokens or 'ApiKey' for API keys.")
 
-        environment = extra.get("environment") or "production"
-        if environment not in ENVIRONMENTS:
-            raise bad("extra.environment", environment, "use 'production' or 'sandbox'.")
-
-        if conn.host:
-            root = _parse_host(conn.host, conn.port, bad)
-            ui_default = root
-        else:
-            root = ENVIRONMENTS[environment]
-            ui_default = UI_BASE_URLS[environment]
+        root, ui_default = _roots(conn, extra, bad)
 
         max_retries = extra.get("max_retries")
         timeout = extra.get("timeout")
@@ -143,6 +132,34 @@ class TolokaConnectionSettings:
             timeout=timeout,
             requests_per_second=requests_per_second,
         )
+
+
+def api_root(conn: Any) -> str:
+    """The API's URL root a connection points at (its host, else its environment's), token or not.
+
+    What a ``toloka://`` asset URI carries (``assets.toloka_asset_uri``), checked as the hook checks it.
+    """
+    return _roots(conn, conn.extra_dejson or {}, _refusal(conn.conn_id))[0]
+
+
+def _roots(conn: Any, extra: dict[str, Any], bad: Any) -> tuple[str, str]:
+    """The API's URL root and the web UI's default root: the host override, else the environment's."""
+    environment = extra.get("environment") or "production"
+    if environment not in ENVIRONMENTS:
+        raise bad("extra.environment", environment, "use 'production' or 'sandbox'.")
+    if conn.host:
+        root = _parse_host(conn.host, conn.port, bad)
+        return root, root
+    return ENVIRONMENTS[environment], UI_BASE_URLS[environment]
+
+
+def _refusal(conn_id: str) -> Any:
+    """The error for a connection field that is not valid, naming the connection, field, value and fix."""
+
+    def bad(field_name: str, value: Any, fix: str) -> ValueError:
+        return ValueError(f"Toloka connection {conn_id!r}: {field_name}={value!r} is not valid: {fix}")
+
+    return bad
 
 
 def _requests_per_second(value: Any, bad: Any) -> float | None:
