@@ -106,16 +106,14 @@ class TolokaHousekeepingOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> TolokaHook:
-        from airflow_provider_toloka.hooks.toloka import TolokaHook
+        from airflow_provider_toloka.cascade.task import cascade_hook
         from airflow_provider_toloka.housekeeping.run import operations_per_project
-        from airflow_provider_toloka.throttle import SharedThrottle
 
-        # One pace for every project's requests, and a connection for each thread that may send.
+        # The cascade's hook, sized for every project's threads: one pace, a connection for each sender.
         threads = self.max_concurrency * (operations_per_project(self.max_concurrency) + 1)
-        return TolokaHook(
-            toloka_conn_id=self.toloka_conn_id,
-            throttle=SharedThrottle(),
-            max_connections=threads + 1,
+        return cascade_hook(
+            self.toloka_conn_id,
+            threads,
             wait_out_quota=self.wait_out_quota,
             deadline=task_deadline(self.execution_timeout),
         )
