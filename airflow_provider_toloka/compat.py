@@ -10,7 +10,9 @@ What common-compat does not cover lives here:
 
 - ``aget_connection_and_extra``: reading a connection inside the triggerer's event loop. Airflow 3.0 has
   no ``BaseHook.aget_connection``; on 3.1 to 3.3.1 it masks secrets with a blocking call; only 3.3.2+
-  reads and masks without blocking. common-compat picks the right way for each.
+  reads and masks without blocking. common-compat picks the right way for each, except in Airflow 3.0's
+  triggerer, where its way (the blocking read in a worker thread) can hang the whole triggerer (see
+  ``_aget_connection_in_3_0_triggerer``). Every read has a time limit (``CONNECTION_READ_TIMEOUT``).
 - ``connection_form_widgets`` / ``ui_field_behaviour``: Airflow 3.0 and 3.1 draw a connection form from
   the hook's ``get_connection_form_widgets`` / ``get_ui_field_behaviour``; 3.2+ reads the declarative
   ``conn-fields`` / ``ui-field-behaviour`` of ``get_provider_info`` and never calls them. Both are made
@@ -23,23 +25,123 @@ What common-compat does not cover lives here:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
+
+log = logging.getLogger(__name__)
+
+# Reading a connection is one round trip to the supervisor (or the secrets backend): a read still unanswered
+# after this long will not be answered, and an error the task can retry on beats a wait that never ends.
+CONNECTION_READ_TIMEOUT = 60.0
 
 
 async def aget_connection_and_extra(conn_id: str) -> tuple[Connection, dict[str, Any]]:
     """The connection and its parsed extra, without blocking the event loop on any supported minor.
 
     On Airflow 3.3.2+ both reads are asynchronous; before that the synchronous ones run in a worker
-    thread (``asgiref.sync_to_async``), where blocking on the secrets backend or the supervisor is safe.
+    thread (``asgiref.sync_to_async``), where blocking on the secrets backend or the supervisor is safe,
+    except in Airflow 3.0's triggerer (``_aget_connection_in_3_0_triggerer``). Raises
+    ``AirflowException`` naming the connection if no answer comes within ``CONNECTION_READ_TIMEOUT``.
     """
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    try:
+        return await asyncio.wait_for(_aget_connection_and_extra(conn_id), CONNECTION_READ_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise AirflowException(
+            f"Reading connection {conn_id!r} got no answer in {CONNECTION_READ_TIMEOUT:.0f} s "
+            "(from the secrets backend or Airflow's supervisor); the task fails so that its retry tries again"
+        ) from None
+
+
+async def _aget_connection_and_extra(conn_id: str) -> tuple[Connection, dict[str, Any]]:
     from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
-    conn = await get_async_connection(conn_id)
+    conn = await _aget_connection_in_3_0_triggerer(conn_id)
+    if conn is None:
+        conn = await get_async_connection(conn_id)
     return conn, await get_async_extra_dejson(conn)
+
+
+def _trigger_runner_3_0() -> Any:
+    """Airflow 3.0's ``TriggerRunner`` when this loop is its triggerer's, else ``None``.
+
+    3.0 keeps it nowhere but in the frame of its main coroutine, ``TriggerRunner.arun``.
+    """
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if AIRFLOW_V_3_1_PLUS:
+        return None
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if getattr(coro, "__qualname__", "") == "TriggerRunner.arun" and frame is not None:
+            return frame.f_locals.get("self")
+    return None
+
+
+async def _aget_connection_in_3_0_triggerer(conn_id: str) -> Connection | None:
+    """A connection read in Airflow 3.0's triggerer, through the triggerer's own asynchronous channel.
+
+    Airflow 3.0 (fixed in 3.1, whose triggerer routes every supervisor request through its event loop)
+    reads a trigger's connection in a worker thread that sends the request and then reads the answer from
+    the triggerer's stdin itself, holding the supervisor channel's lock. But the event loop also reads that
+    stdin (non-blocking, for its own answers): when the loop gets the answer first, the thread spins on an
+    empty non-blocking read forever, still holding the lock, and the loop waits on the lock to report
+    trigger events. Every deferred task of that triggerer then stays deferred, with nothing in any log.
+    Here the request goes out and its answer is read the way the triggerer reads its own (under the
+    same lock, on the loop), so there is one reader of stdin. ``None`` outside 3.0's triggerer.
+    """
+    runner = _trigger_runner_3_0()
+    if runner is None:
+        return None
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time.comms import ConnectionResult, ErrorResponse, GetConnection
+    from airflow.sdk.execution_time.context import _convert_connection_result_conn  # type: ignore[attr-defined]
+    from airflow.sdk.execution_time.secrets_masker import mask_secret
+    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+    from asgiref.sync import sync_to_async
+
+    # The secrets backends first, as Airflow does (they never use the channel, but may block: a thread).
+    conn = await sync_to_async(_from_secrets_backends)(conn_id, ensure_secrets_backend_loaded())
+    if conn is None:
+        async with SUPERVISOR_COMMS.lock:  # type: ignore[attr-defined]
+            runner.requests_sock.write(GetConnection(conn_id=conn_id).model_dump_json().encode() + b"\n")
+            line = await runner.response_sock.readline()
+        answer = runner.decoder.validate_json(line)
+        if isinstance(answer, ErrorResponse):
+            from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
+
+            if answer.error == ErrorType.CONNECTION_NOT_FOUND:
+                raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
+            raise AirflowException(f"Airflow's supervisor could not read connection {conn_id!r}: {answer}")
+        if not isinstance(answer, ConnectionResult):
+            raise RuntimeError(f"Expected the answer to GetConnection, got {type(answer).__name__}")
+        conn = _convert_connection_result_conn(answer)
+    if conn.password:
+        mask_secret(conn.password)
+    if conn.extra:
+        mask_secret(conn.extra)
+    log.info("Connection %r read through Airflow 3.0's triggerer channel", conn_id)
+    return conn
+
+
+def _from_secrets_backends(conn_id: str, backends: list[Any]) -> Any:
+    for backend in backends:
+        try:
+            conn = backend.get_connection(conn_id=conn_id)
+        except Exception:
+            log.exception("Unable to retrieve connection from secrets backend (%s)", type(backend).__name__)
+            continue
+        if conn:
+            return conn
+    return None
 
 
 def _toloka_connection_type() -> dict[str, Any]:
