@@ -10,6 +10,7 @@ masks synchronously), so those must run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from airflow.providers.common.compat.sdk import BaseHook, Connection
@@ -67,3 +68,31 @@ async def test_the_connection_is_read_off_the_event_loop(toloka_conn, sync_reads
     assert on_loop == [], f"blocking reads on the event loop's thread: {on_loop}"
     if not hasattr(Connection, "aextra_dejson"):  # below Airflow 3.3.2: the synchronous reads, in a thread
         assert "BaseHook.get_connection" in {name for name, _ in sync_reads}
+
+
+async def test_a_connection_read_that_never_answers_becomes_an_error_naming_the_connection(
+    toloka_conn, monkeypatch
+):
+    """A read stuck in the secrets backend or Airflow's supervisor (Airflow 3.0.0's triggerer could wedge
+    so) fails the wait with a clear error, which the task's retry can act on, instead of waiting forever."""
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    release = threading.Event()
+
+    def stuck_get_connection(cls, conn_id):
+        release.wait()
+        raise AssertionError("answered after the time limit")
+
+    async def stuck_aget_connection(cls, conn_id):
+        await asyncio.Event().wait()
+
+    # Whichever read this minor uses (the synchronous one in a thread, or BaseHook.aget_connection).
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(stuck_get_connection))
+    if hasattr(BaseHook, "aget_connection"):
+        monkeypatch.setattr(BaseHook, "aget_connection", classmethod(stuck_aget_connection))
+    monkeypatch.setattr(compat, "CONNECTION_READ_TIMEOUT", 0.2)
+    try:
+        with pytest.raises(AirflowException, match="Reading connection 'toloka_default' got no answer in 0.2 s"):
+            await compat.aget_connection_and_extra("toloka_default")
+    finally:
+        release.set()
