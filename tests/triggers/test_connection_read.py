@@ -92,7 +92,7 @@ async def test_a_connection_read_that_never_answers_becomes_an_error_naming_the_
         monkeypatch.setattr(BaseHook, "aget_connection", classmethod(stuck_aget_connection))
     monkeypatch.setattr(compat, "CONNECTION_READ_TIMEOUT", 0.2)
     try:
-        with pytest.raises(AirflowException, match="Reading connection 'toloka_default' got no answer in 0.2 s"):
+        with pytest.raises(AirflowException, match="connection 'toloka_default' got no answer in 0.2 s"):
             await compat.aget_connection_and_extra("toloka_default")
     finally:
         release.set()

@@ -16,8 +16,10 @@ from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator
 
 
 def give_the_retry_time(context: Context) -> None:
+    # The task the try runs is ti.task: on Airflow 3.0, context["task"] is the copy made before
+    # prepare_for_execution(), whose execution_timeout the runner never reads (3.1+ make them one).
     if context["ti"].try_number > 1:
-        context["task"].execution_timeout = timedelta(minutes=5)
+        context["ti"].task.execution_timeout = timedelta(minutes=5)
 
 
 with DAG(
