@@ -273,10 +273,16 @@ class AirflowStack:
             self._airflow("db", "migrate")
             phase("db migrate")
             self.commands = self.components()
+            # The connections are stored while the other components boot, but before the dag-processor
+            # starts: a DAG file may read one at parse time (toloka_asset_uri), and a parse that ran first
+            # would bind the DAG to its fallback asset until the file is parsed again.
             for name in self.commands:
-                self.spawn(name)
-            self._add_connections()  # while the components boot: nothing reads it before a task runs
+                if name != "dag-processor":
+                    self.spawn(name)
+            self._add_connections()
             phase("connections import")
+            if "dag-processor" in self.commands:
+                self.spawn("dag-processor")
             for name, emulator in self.emulators.items():
                 wait_until(f"emulator {name} answers", emulator.answers, 30)
             wait_until("api-server is healthy", self.healthy, parse_deadline)

@@ -59,8 +59,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStac
         tmp_path_factory.mktemp("airflow-home"),
         emulators,
         extra_dags=sorted(TEST_DAGS.glob("*.py")),
-        # For toloka_on_pool_archived on Airflow 3.0.0, whose dag-processor cannot read DB connections.
-        settings={"TOLOKA_DEFAULT_API_URL": emulators["toloka_default"].url},
     )
     started = time.monotonic()
     try:

@@ -2,25 +2,20 @@
 
 ``example_toloka_archive`` archives pool 11 on ``toloka_default`` with no ``outlets`` of its own; the
 operator's ``toloka_archive`` alias turns that into an event of this asset. The URI comes from the
-connection at parse time (``toloka_asset_uri``): the emulator's host:port, as in production
-``toloka.dev``. Airflow 3.0.0's dag-processor cannot read a connection stored in the metadata DB
-(``CONNECTION_NOT_FOUND``): there the URI is built from the API URL the test stack exports
-(``TOLOKA_DEFAULT_API_URL``) with ``uri_for``, as a 3.0 user would from a known host.
+connection at parse time (``toloka_asset_uri``, from the metadata DB through the dag-processor's
+supervisor, on every minor): the emulator's host:port, as in production ``toloka.dev``. No fallback: a
+parse that could not read the connection fails this DAG, and the asset test with it.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from airflow.sdk import DAG, Asset, task
 
-from airflow_provider_toloka.assets import toloka_asset_uri, uri_for
+from airflow_provider_toloka.assets import toloka_asset_uri
 
-try:
-    POOL = Asset(toloka_asset_uri("pool", "11"))
-except Exception:  # Airflow 3.0.0: no DB connections at parse time
-    POOL = Asset(uri_for(os.environ["TOLOKA_DEFAULT_API_URL"], "pool", "11"))
+POOL = Asset(toloka_asset_uri("pool", "11"))
 
 with DAG(
     dag_id="toloka_on_pool_archived",
