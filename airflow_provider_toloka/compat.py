@@ -81,7 +81,10 @@ def _trigger_runner_3_0() -> Any:
         coro = task.get_coro()
         frame = getattr(coro, "cr_frame", None)
         if getattr(coro, "__qualname__", "") == "TriggerRunner.arun" and frame is not None:
-            return frame.f_locals.get("self")
+            runner = frame.f_locals.get("self")
+            # The 3.0.0 shape this works with; any other 3.0.x keeps Airflow's own read.
+            if all(hasattr(runner, name) for name in ("requests_sock", "response_sock", "decoder")):
+                return runner
     return None
 
 

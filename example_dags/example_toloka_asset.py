@@ -23,8 +23,7 @@ PROJECT_ID = os.environ.get("TOLOKA_PROJECT_ID", "1003")
 try:
     # Reads the connection (not its token) at parse time, to know the API host.
     PROJECT = Asset(toloka_asset_uri("project", PROJECT_ID))
-except Exception:  # no toloka_default connection where the DAG is parsed: production's host. (Airflow
-    # 3.0.0's dag-processor cannot read connections stored in the metadata DB; see docs/assets.md.)
+except Exception:  # no toloka_default connection where the DAG is parsed: production's host.
     PROJECT = Asset(f"toloka://toloka.dev/projects/{PROJECT_ID}")
 
 with DAG(
