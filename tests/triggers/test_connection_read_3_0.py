@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 
 class TriggerRunner:
-    """3.0.0's runner as compat finds it: ``arun`` on the loop, its request and response streams, ``decoder``."""
+    """3.0.0's runner as compat finds it: ``arun`` on the loop, its two streams and ``decoder``."""
 
     def __init__(self, connections: dict[str, dict[str, Any]]) -> None:
         from airflow.jobs.triggerer_job_runner import ToTriggerRunner
