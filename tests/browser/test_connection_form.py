@@ -123,15 +123,15 @@ def show_whole_form(page, dialog) -> None:
     stopped at the fifth extra field. (Only one field group opens at a time: Standard Fields, the host
     override and the token, stays closed in the picture.)
     """
-    # The height the dialog's content needs: everything that scrolls inside the modal, plus its margins.
-    needed = page.evaluate(
-        """() => Math.max(...[...document.querySelectorAll('[role=dialog], [role=dialog] *')]
-            .map(e => e.scrollHeight)) + 200"""
-    )
-    page.set_viewport_size({"width": 1100, "height": max(900, needed)})
+    # Taller than the open dialog needs (about 1300 px): the screenshot is of the dialog alone.
+    page.set_viewport_size({"width": 1100, "height": 2400})
+    # In the picture: every field and the Save button wholly inside the window, none scrolled away
+    # (expect retries until the page has laid itself out again after the resize).
+    from playwright.sync_api import expect
+
     for label in EXTRA_FIELD_LABELS:
-        assert dialog.get_by_text(label, exact=True).is_visible()
-    assert dialog.get_by_role("button", name="Save").is_visible()
+        expect(dialog.get_by_text(label, exact=True)).to_be_in_viewport(ratio=1)
+    expect(dialog.get_by_role("button", name="Save")).to_be_in_viewport(ratio=1)
 
 
 def test_toloka_connection_form(api_server, page, tmp_path):
