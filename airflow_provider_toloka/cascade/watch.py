@@ -23,6 +23,7 @@ a thread-safe async bridge on one side or the other, for no fewer requests.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 @dataclass
 class _BlockedWorker:
     operation: dict[str, Any]
+    since: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -47,16 +49,29 @@ class OperationWatcher:
     """Batched polling of operations for many waiting threads.
 
     :param min_interval: seconds between polls while operations keep finishing.
+    :param busy_interval: seconds between polls, at least, while the task has archives queued for its
+        pace (``set_busy``): each read takes a turn from them, and a worker's slot held a little longer
+        costs nothing while others queue anyway.
     :param max_interval: longest pause between polls; the pause doubles towards it while polls find
         nothing finished (long operations cost few requests), and drops back once something finishes.
     """
 
-    def __init__(self, hook: TolokaHook, *, min_interval: float = 0.25, max_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        hook: TolokaHook,
+        *,
+        min_interval: float = 0.1,
+        busy_interval: float = 0.5,
+        max_interval: float = 10.0,
+    ) -> None:
         self.hook = hook
         self.min_interval = min(min_interval, max_interval)
+        self.busy_interval = min(max(busy_interval, self.min_interval), max_interval)
         self.max_interval = max_interval
+        self._busy = False
         self._interval = self.min_interval
         self._due = 0.0
+        self._polled_at = 0.0
         self._lock = threading.Lock()
         self._waiters: dict[str, _BlockedWorker] = {}
         self._outage = Outage(
@@ -74,6 +89,14 @@ class OperationWatcher:
         if waiter.error is not None:
             raise waiter.error
         return waiter.operation
+
+    def set_busy(self, busy: bool) -> None:
+        """Say whether archives are queued for the task's pace (polls then come ``busy_interval`` apart)."""
+        with self._lock:
+            if self._busy and not busy:  # the queue has drained: the next poll comes sooner
+                self._interval = self.min_interval
+                self._due = min(self._due, self._polled_at + self.min_interval)
+            self._busy = busy
 
     def seconds_until_due(self) -> float:
         with self._lock:
@@ -105,8 +128,16 @@ class OperationWatcher:
                 waiter = self._waiters.pop(operation["id"])
                 waiter.operation = operation
                 waiter.done.set()
-            self._interval = self.min_interval if finished else min(self._interval * 2, self.max_interval)
-            self._due = time.monotonic() + self._interval
+            self._polled_at = time.monotonic()
+            if self._busy:  # operations keep starting, so they keep finishing: no back-off
+                self._interval = self.busy_interval
+            elif self._waiters:
+                # A quarter of the time the newest operation has run: a quick one is seen within a
+                # tenth of a second or so, a long one costs a read every few seconds.
+                newest = max(waiter.since for waiter in self._waiters.values())
+                age = self._polled_at - newest
+                self._interval = min(max(age / 4, self.min_interval), self.max_interval)
+            self._due = self._polled_at + self._interval
 
     def abort(self, error: BaseException) -> None:
         """Wake every waiting worker with ``error`` (polling itself failed)."""
@@ -121,11 +152,18 @@ class OperationWatcher:
         for operation_id, waiter in waiting.items():
             by_type[str(waiter.operation.get("type"))].add(operation_id)
         finished = []
-        for op_type, ids in by_type.items():
-            page = self.hook.recent_operations(op_type, retry=False)
-            seen = {op["id"]: op for op in page if op.get("id") in ids}
-            for operation_id in ids:
-                operation = seen.get(operation_id) or self.hook.get_operation(operation_id, retry=False)
-                if is_terminal(operation):
-                    finished.append(operation)
+        throttle = self.hook.throttle
+        with throttle.ahead() if throttle is not None else contextlib.nullcontext():
+            for op_type, ids in by_type.items():
+                finished.extend(self._read_type(op_type, ids))
+        return finished
+
+    def _read_type(self, op_type: str, ids: set[str]) -> list[dict[str, Any]]:
+        page = self.hook.recent_operations(op_type, retry=False)
+        seen = {op["id"]: op for op in page if op.get("id") in ids}
+        finished = []
+        for operation_id in ids:
+            operation = seen.get(operation_id) or self.hook.get_operation(operation_id, retry=False)
+            if is_terminal(operation):
+                finished.append(operation)
         return finished
