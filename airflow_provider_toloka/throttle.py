@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-import contextlib
 from typing import Protocol
 
 # Share of a declared rate left unused, for the network's jitter (see the module's docstring).
