@@ -270,10 +270,6 @@ class CascadeRunner:
         throttle = self.hook.throttle
         return isinstance(throttle, SharedThrottle) and throttle.rate is not None
 
-    def _time_left(self) -> float | None:
-        # At least a little: the hook reads a timeout of 0 as "no limit".
-        return None if self._deadline is None else max(0.01, self._deadline - self.clock())
-
     def _failed(self, plan: CascadePlan, needs: dict[Step, set[Step]]) -> TolokaCascadeFailed:
         def left(kind: str, ids: list[str]) -> list[str]:  # in the plan's (id) order
             return [
