@@ -29,6 +29,11 @@ A declared pace keeps ``DECLARED_SPARE`` (2 %) below the rate: sent exactly at a
 sliding second (the emulator's way; Toloka does not document its own), request ``n + 1`` goes out exactly
 a second after request 1, and arriving a millisecond early is a 429. Two per cent keeps any ``n + 1``
 sends at least 20 ms further apart than that.
+No second's sends go over the declared rate itself, however late threads wake (the cap above).
+
+``ahead()`` lets one thread's requests skip the queue of threads holding later slots: the cascade's
+watcher reads through it (``cascade/watch.py`` says why). Each such request still moves the next free
+slot back by one pace interval, so the pace holds on average.
 """
 
 from __future__ import annotations
