@@ -44,11 +44,14 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_toloka.links.TolokaTrainingLink",
             "airflow_provider_toloka.links.TolokaOperationLink",
         ],
-        # toloka://<api host>/{projects|pools|trainings}/<id>: read by Airflow 3.0-3.3 alike.
+        # toloka://<api host>/{projects|pools|trainings}/<id>: read by Airflow 3.0-3.3 alike. (The older
+        # "dataset-uris" key is read only by Airflow 2, which this provider does not support.)
         "asset-uris": [
             {
                 "schemes": ["toloka"],
                 "handler": "airflow_provider_toloka.assets.normalize_toloka_uri",
+                "factory": "airflow_provider_toloka.assets.create_asset",
+                "to_openlineage_converter": "airflow_provider_toloka.assets.convert_asset_to_openlineage",
             }
         ],
         "triggers": [

@@ -20,7 +20,9 @@ from urllib.parse import SplitResult, urlsplit
 import pendulum
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import Dataset as OpenLineageDataset
     from airflow.providers.common.compat.sdk import Context
+    from airflow.sdk import Asset
 
 SCHEME = "toloka"
 # Every archive task's alias; a DAG may also be scheduled on ``AssetAlias(TOLOKA_ARCHIVE_ALIAS)`` itself.
@@ -63,6 +65,34 @@ def normalize_toloka_uri(parts: SplitResult) -> SplitResult:
     if port is not None and port not in _DEFAULT_PORTS:
         netloc += f":{port}"
     return SplitResult(SCHEME, netloc, f"/{segments[0]}/{segments[1]}", "", "")
+
+
+def create_asset(
+    *, api_url: str, kind: str, object_id: str | int, extra: dict[str, Any] | None = None
+) -> Asset:
+    """Airflow's ``asset-uris`` factory: the asset of one object, for hook-level lineage.
+
+    Airflow's hook lineage collector calls it for ``scheme="toloka"`` with the ``asset_kwargs`` a hook
+    reports (``api_url``, ``kind``, ``object_id``), so lineage names an object by the same URI as the
+    asset events of :func:`record_archived`.
+    """
+    from airflow.sdk import Asset
+
+    return Asset(uri=uri_for(api_url, kind, object_id), extra=extra)
+
+
+def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> OpenLineageDataset:
+    """Airflow's ``asset-uris`` OpenLineage converter: ``toloka://toloka.dev/projects/1003`` becomes
+    namespace ``toloka://toloka.dev``, name ``projects/1003``.
+
+    That is OpenLineage's naming for any store with a host (as for ``s3://bucket`` + key). The
+    OpenLineage provider calls it; it is imported here only when called, as the official providers do,
+    because neither it nor the OpenLineage client is a dependency of this provider.
+    """
+    from airflow.providers.common.compat.openlineage.facet import Dataset as OpenLineageDataset
+
+    parts = normalize_toloka_uri(urlsplit(asset.uri))
+    return OpenLineageDataset(namespace=f"{SCHEME}://{parts.netloc}", name=parts.path.lstrip("/"))
 
 
 def api_host(api_url: str) -> str:

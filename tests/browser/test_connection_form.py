@@ -35,6 +35,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+EXTRA_FIELD_LABELS = (
+    *("Environment", "Authorization scheme", "Web UI base URL", "Act under account"),
+    *("Retries", "Request timeout (seconds)", "Requests per second"),
+)
 DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "connection-form.png"
 
 
@@ -112,6 +116,24 @@ def session_token(page) -> str | None:
     return page.evaluate("localStorage.getItem('token')")
 
 
+def show_whole_form(page, dialog) -> None:
+    """Make the window tall enough for the whole dialog, so every extra field is in the screenshot.
+
+    The dialog scrolls inside a window of the viewport's height, so a page screenshot (even ``full_page``)
+    stopped at the fifth extra field. (Only one field group opens at a time: Standard Fields, the host
+    override and the token, stays closed in the picture.)
+    """
+    # Taller than the open dialog needs (about 1300 px): the screenshot is of the dialog alone.
+    page.set_viewport_size({"width": 1100, "height": 2400})
+    # In the picture: every field and the Save button wholly inside the window, none scrolled away
+    # (expect retries until the page has laid itself out again after the resize).
+    from playwright.sync_api import expect
+
+    for label in EXTRA_FIELD_LABELS:
+        expect(dialog.get_by_text(label, exact=True)).to_be_in_viewport(ratio=1)
+    expect(dialog.get_by_role("button", name="Save")).to_be_in_viewport(ratio=1)
+
+
 def test_toloka_connection_form(api_server, page, tmp_path):
     # The first visit signs in (every visitor is admin here) through a redirect the page's script starts;
     # Airflow 3.0 then lands on its home page, not on the page asked for. So sign in on the home page
@@ -127,10 +149,7 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     page.keyboard.press("Enter")
 
     labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
-    for wanted in (
-        *("Host override", "API token", "Environment", "Authorization scheme", "Web UI base URL"),
-        *("Act under account", "Retries", "Request timeout (seconds)", "Requests per second"),
-    ):
+    for wanted in ("Host override", "API token", *EXTRA_FIELD_LABELS):
         assert wanted in labels
     for hidden in ("Login", "Port", "Schema"):
         assert hidden not in labels
@@ -143,7 +162,8 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     dialog.get_by_text("Extra Fields", exact=True).click()
     dialog.get_by_text("Authorization scheme").wait_for()
     screenshot = DOCS_SCREENSHOT if os.environ.get("TOLOKA_UPDATE_SCREENSHOT") else tmp_path / "form.png"
-    page.screenshot(path=str(screenshot), full_page=True)
+    show_whole_form(page, dialog)
+    dialog.screenshot(path=str(screenshot))
     assert screenshot.stat().st_size > 10_000
     dialog.get_by_role("button", name="Save").click()
     page.get_by_text("toloka_ui").first.wait_for()
