@@ -29,15 +29,21 @@ A declared pace keeps ``DECLARED_SPARE`` (2 %) below the rate: sent exactly at a
 sliding second (the emulator's way; Toloka does not document its own), request ``n + 1`` goes out exactly
 a second after request 1, and arriving a millisecond early is a 429. Two per cent keeps any ``n + 1``
 sends at least 20 ms further apart than that.
+No second's sends go over the declared rate itself, however late threads wake (the cap above).
+
+``ahead()`` lets one thread's requests skip the queue of threads holding later slots: the cascade's
+watcher reads through it (``cascade/watch.py`` says why). Each such request still moves the next free
+slot back by one pace interval, so the pace holds on average.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 # Share of a declared rate left unused, for the network's jitter (see the module's docstring).
@@ -58,6 +64,8 @@ class Throttle(Protocol):
 
     def keep_to(self, rate: float) -> None: ...
 
+    def ahead(self) -> contextlib.AbstractContextManager[None]: ...
+
 
 class SharedThrottle:
     """A pause and a pace shared by all threads; safe to call from any thread.
@@ -76,16 +84,37 @@ class SharedThrottle:
         self._resume_at = 0.0
         self._next_slot = 0.0
         self._rate: float | None = None
+        # The most ``_sent`` may hold: the declared rate, or the pace learned from a 429.
+        self._limit: float | None = None
         self._refused_at: float | None = None  # first 429 of the current pause
         self._accepted: collections.deque[float] = collections.deque()  # answers other than 429
         self._sent: collections.deque[float] = collections.deque()  # sends in the last second
         self.refusals = 0
+        self._local = threading.local()  # .ahead: this thread's requests skip the queue (``ahead``)
 
     def keep_to(self, rate: float) -> None:
         """Pace every request from now on to the connection's declared ``requests_per_second``."""
         pace = declared_pace(rate)
         with self._lock:
             self._rate = pace if self._rate is None else min(pace, self._rate)
+            self._limit = rate if self._limit is None else min(rate, self._limit)
+
+    @contextlib.contextmanager
+    def ahead(self) -> Iterator[None]:
+        """Requests this thread sends inside go before every thread queued for a slot.
+
+        For reads that free the others: the cascade's workers each hold a slot of ``max_concurrency``
+        until the watcher's read sees their operation finished. Queued behind the archives those
+        workers are waiting to send (a hundred of them, a second at 100 requests a second), that read
+        comes late, slots stay held, and the task keeps to less than its pace. A read sent ahead still
+        pays for its turn: it moves the next free slot back by one pace interval, and it waits out a
+        pause and a full second like any other request.
+        """
+        self._local.ahead = True
+        try:
+            yield
+        finally:
+            self._local.ahead = False
 
     @property
     def rate(self) -> float | None:
@@ -93,7 +122,9 @@ class SharedThrottle:
         return self._rate
 
     def before_request(self) -> None:
-        """Block until this thread may send: after any pause, and one pace interval after the last send."""
+        """Block until this thread may send: after any pause, and one pace interval after the last send
+        (inside ``ahead``: at once, moving the next free slot back instead)."""
+        ahead = getattr(self._local, "ahead", False)
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -104,28 +135,39 @@ class SharedThrottle:
                     # Take a slot only once the pause is over: the pace is set then, and threads that
                     # all waited out the same pause must not all go at once.
                     start = self._resume_at
+                elif ahead:
+                    start = now
                 else:
                     start = max(now, self._next_slot)
                     if self._rate is not None:
                         self._next_slot = start + 1.0 / self._rate
             if start > now:
                 time.sleep(start - now)
-            if not paused and self._send_now():
+            if paused:
+                continue
+            if self._send_now(pays_for_turn=ahead):
                 return
+            if ahead:  # the last second is full: try again once its oldest send has aged a little
+                time.sleep(1.0 / (self._limit or 1.0))
 
-    def _send_now(self) -> bool:
+    def _send_now(self, *, pays_for_turn: bool = False) -> bool:
         """Whether a thread whose slot has come may send, recording it if so.
 
-        Not if a 429 arrived while it waited, nor if the last second already holds a second's worth
-        of sends: threads that the CPU woke late for their slots would otherwise go together.
+        Not if a 429 arrived while it waited, nor if the last second already holds what Toloka accepts
+        in one: threads that the CPU woke late for their slots would otherwise go together. The check is
+        against the limit, not the pace kept under it: against the pace it would turn away threads that
+        are merely a little late, and each one turned away gives up its slot, so the task would keep to
+        less than its pace.
         """
         with self._lock:
             now = time.monotonic()
             while self._sent and self._sent[0] <= now - 1.0:
                 self._sent.popleft()
-            if self._resume_at > now or (self._rate is not None and len(self._sent) >= self._rate):
+            if self._resume_at > now or (self._limit is not None and len(self._sent) >= self._limit):
                 return False
             self._sent.append(now)
+            if pays_for_turn and self._rate is not None:
+                self._next_slot = max(self._next_slot, now) + 1.0 / self._rate
             return True
 
     def after_response(self, status_code: int, retry_after: float | None) -> None:
@@ -154,6 +196,8 @@ class SharedThrottle:
         if accepted >= self.min_rate:
             rate = accepted * self.headroom
             self._rate = rate if self._rate is None else min(rate, self._rate)
+            # A count taken around a burst is rough: sends stay within the pace kept, not the count.
+            self._limit = rate if self._limit is None else min(rate, self._limit)
 
 
 class AsyncPacer:

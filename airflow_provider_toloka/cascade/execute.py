@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -138,6 +138,7 @@ class CascadeRunner:
         self._errors: dict[Step, BaseException] = {}
         self._timed_out = False
         self._deadline: float | None = None
+        self._sent: set[Step] = set()  # steps whose request has gone out (added from worker threads)
 
     def run(self, plan: CascadePlan) -> dict[str, Any]:
         self.summary["project"]["id"] = plan.project_id
@@ -193,6 +194,7 @@ class CascadeRunner:
                     in_flight[pool.submit(self._one, step, watcher)] = step
                 if not in_flight:
                     break
+                watcher.set_busy(self._paced() and self._unsent(ready, last, in_flight.values()))
                 try:
                     watcher.poll()
                 except Exception as error:
@@ -228,6 +230,11 @@ class CascadeRunner:
                         if not waiting_on[later]:
                             (last.append if self._goes_last(later) else ready.appendleft)(later)
 
+    def _unsent(self, *queues: Iterable[Step]) -> bool:
+        """Whether a request still waits for its turn: a step not yet started, or started and queued
+        for the pace (its worker has not sent it yet)."""
+        return any(step not in self._sent and not self._goes_last(step) for queue in queues for step in queue)
+
     def _one(self, step: Step, watcher: OperationWatcher) -> tuple[str, dict[str, Any] | None]:
         if step.action == "archive":
             operation = self.hook.archive(step.kind, step.id)  # type: ignore[arg-type]
@@ -235,16 +242,12 @@ class CascadeRunner:
             operation = self.hook.close_pool(step.id)
         else:
             operation = self.hook.close_training(step.id)
+        self._sent.add(step)
         if operation is None:
             return SKIPPED, None  # already archived (or closed), e.g. Toloka auto-archived an idle pool
         if step.kind == "project":
-            # The last step, alone: its own wait, with what is left of the timeout.
             self.log.info("Archive of project %s submitted: %s", step.id, describe(operation))
-            if not operation_status(operation).is_terminal:
-                operation = self.hook.wait_for_operation(
-                    operation["id"], poll_interval=self.poll_interval, timeout=self._time_left()
-                )
-        elif not operation_status(operation).is_terminal:
+        if not operation_status(operation).is_terminal:
             operation = watcher.wait(operation)
         if operation_status(operation) is OperationStatus.FAIL:
             raise self.hook.operation_failed(operation)
@@ -260,13 +263,12 @@ class CascadeRunner:
         when the pace has requests to spare. Without a pace a request costs no one a turn, so each
         training starts the moment its pools are done.
         """
-        throttle = self.hook.throttle
-        paced = isinstance(throttle, SharedThrottle) and throttle.rate is not None
-        return paced and step.action == "archive" and step.kind != "pool"
+        return step.action == "archive" and step.kind != "pool" and self._paced()
 
-    def _time_left(self) -> float | None:
-        # At least a little: the hook reads a timeout of 0 as "no limit".
-        return None if self._deadline is None else max(0.01, self._deadline - self.clock())
+    def _paced(self) -> bool:
+        """Whether the task keeps to a pace, declared or learned from a 429 (so a request takes a turn)."""
+        throttle = self.hook.throttle
+        return isinstance(throttle, SharedThrottle) and throttle.rate is not None
 
     def _failed(self, plan: CascadePlan, needs: dict[Step, set[Step]]) -> TolokaCascadeFailed:
         def left(kind: str, ids: list[str]) -> list[str]:  # in the plan's (id) order

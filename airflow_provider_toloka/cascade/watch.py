@@ -9,6 +9,16 @@ is read on its own, so correctness never depends on the page.
 Against a limit of 100 requests a second this matters: polling each of 1000 operations at least
 once costs 1000 requests, 10 s of the budget; reading them by page costs a few dozen.
 
+How often it reads. While the task keeps to a pace and has archives queued for it (``set_busy``), every
+``busy_interval``: each read takes a turn from those archives, so it reads no more often than the
+workers' slots need (a finished operation's worker waits half that, on average, to be woken). Its reads
+go ahead of the queued archives (``SharedThrottle.ahead``): behind them, a read would come as late as
+the queue is long, and the slots it frees would stay held that long. Otherwise, at a quarter of the
+time the newest waited operation has run, between ``min_interval`` and ``max_interval``: the end of
+a cascade is a chain (last pool, its training, the project) whose every link waits on the read before
+it, so a quick operation is seen within a tenth of a second, while an hour-long one costs a read every
+``max_interval``.
+
 A Toloka outage does not wake anyone: the operations keep running in Toloka, so a poll whose read
 fails with a transient fault (429, 5xx, dropped connection, time-out) leaves every worker waiting and
 tries again later, backing off towards ``max_interval``; the outage is logged when it begins and when
@@ -23,9 +33,11 @@ a thread-safe async bridge on one side or the other, for no fewer requests.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +51,7 @@ if TYPE_CHECKING:
 @dataclass
 class _BlockedWorker:
     operation: dict[str, Any]
+    since: float
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -46,17 +59,32 @@ class _BlockedWorker:
 class OperationWatcher:
     """Batched polling of operations for many waiting threads.
 
-    :param min_interval: seconds between polls while operations keep finishing.
-    :param max_interval: longest pause between polls; the pause doubles towards it while polls find
-        nothing finished (long operations cost few requests), and drops back once something finishes.
+    :param min_interval: shortest pause between polls (a quarter of the newest operation's age, at
+        least this).
+    :param busy_interval: pause between polls while the task has archives queued for its pace
+        (``set_busy``).
+    :param max_interval: longest pause between polls.
+    :param clock: seconds, monotonic (injectable for tests).
     """
 
-    def __init__(self, hook: TolokaHook, *, min_interval: float = 0.25, max_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        hook: TolokaHook,
+        *,
+        min_interval: float = 0.1,
+        busy_interval: float = 0.5,
+        max_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.hook = hook
+        self.clock = clock
         self.min_interval = min(min_interval, max_interval)
+        self.busy_interval = min(max(busy_interval, self.min_interval), max_interval)
         self.max_interval = max_interval
+        self._busy = False
         self._interval = self.min_interval
         self._due = 0.0
+        self._polled_at = 0.0
         self._lock = threading.Lock()
         self._waiters: dict[str, _BlockedWorker] = {}
         self._outage = Outage(
@@ -65,21 +93,29 @@ class OperationWatcher:
 
     def wait(self, operation: dict[str, Any]) -> dict[str, Any]:
         """Block the calling worker until ``poll()`` sees the operation finished; return it."""
-        waiter = _BlockedWorker(operation)
         with self._lock:
+            waiter = _BlockedWorker(operation, since=self.clock())
             if not self._waiters:
-                self._due = time.monotonic() + self.min_interval
+                self._due = waiter.since + self.min_interval
             self._waiters[operation["id"]] = waiter
         waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         return waiter.operation
 
+    def set_busy(self, busy: bool) -> None:
+        """Say whether archives are queued for the task's pace (polls then come ``busy_interval`` apart)."""
+        with self._lock:
+            if self._busy and not busy:  # the queue has drained: the next poll comes sooner
+                self._interval = self.min_interval
+                self._due = min(self._due, self._polled_at + self.min_interval)
+            self._busy = busy
+
     def seconds_until_due(self) -> float:
         with self._lock:
             if not self._waiters:
                 return self.min_interval
-            return max(0.0, self._due - time.monotonic())
+            return max(0.0, self._due - self.clock())
 
     def poll(self) -> None:
         """Read the operations being waited on, if a poll is due; wake the workers of finished ones.
@@ -87,7 +123,7 @@ class OperationWatcher:
         Raises only what is not worth trying again (a refusal); a transient fault is waited out.
         """
         with self._lock:
-            if not self._waiters or time.monotonic() < self._due:
+            if not self._waiters or self.clock() < self._due:
                 return
             waiting = dict(self._waiters)
         try:
@@ -97,7 +133,7 @@ class OperationWatcher:
                 raise
             pause = self._outage.failed(error)
             with self._lock:
-                self._due = time.monotonic() + pause
+                self._due = self.clock() + pause
             return
         self._outage.recovered()
         with self._lock:
@@ -105,8 +141,16 @@ class OperationWatcher:
                 waiter = self._waiters.pop(operation["id"])
                 waiter.operation = operation
                 waiter.done.set()
-            self._interval = self.min_interval if finished else min(self._interval * 2, self.max_interval)
-            self._due = time.monotonic() + self._interval
+            self._polled_at = self.clock()
+            if self._busy:  # operations keep starting, so they keep finishing: no back-off
+                self._interval = self.busy_interval
+            elif self._waiters:
+                # A quarter of the time the newest operation has run: a quick one is seen within a
+                # tenth of a second or so, a long one costs a read every few seconds.
+                newest = max(waiter.since for waiter in self._waiters.values())
+                age = self._polled_at - newest
+                self._interval = min(max(age / 4, self.min_interval), self.max_interval)
+            self._due = self._polled_at + self._interval
 
     def abort(self, error: BaseException) -> None:
         """Wake every waiting worker with ``error`` (polling itself failed)."""
@@ -121,11 +165,18 @@ class OperationWatcher:
         for operation_id, waiter in waiting.items():
             by_type[str(waiter.operation.get("type"))].add(operation_id)
         finished = []
-        for op_type, ids in by_type.items():
-            page = self.hook.recent_operations(op_type, retry=False)
-            seen = {op["id"]: op for op in page if op.get("id") in ids}
-            for operation_id in ids:
-                operation = seen.get(operation_id) or self.hook.get_operation(operation_id, retry=False)
-                if is_terminal(operation):
-                    finished.append(operation)
+        throttle = self.hook.throttle
+        with throttle.ahead() if throttle is not None else contextlib.nullcontext():
+            for op_type, ids in by_type.items():
+                finished.extend(self._read_type(op_type, ids))
+        return finished
+
+    def _read_type(self, op_type: str, ids: set[str]) -> list[dict[str, Any]]:
+        page = self.hook.recent_operations(op_type, retry=False)
+        seen = {op["id"]: op for op in page if op.get("id") in ids}
+        finished = []
+        for operation_id in ids:
+            operation = seen.get(operation_id) or self.hook.get_operation(operation_id, retry=False)
+            if is_terminal(operation):
+                finished.append(operation)
         return finished

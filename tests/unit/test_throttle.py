@@ -234,3 +234,37 @@ def test_the_async_pacer_hands_concurrent_requests_successive_slots():
 
     # The first goes at once, the others each one interval after the one before.
     assert waits == pytest.approx([i * 1.02 / 100 for i in range(1, 300)])
+
+
+def test_a_request_sent_ahead_goes_before_the_queued_slots_and_moves_the_next_one_back(clock):
+    throttle = SharedThrottle()
+    throttle.keep_to(100)
+    pace = throttle.rate
+    assert pace is not None
+    send(throttle, clock, 1)
+    # Fifty threads took their slots (what a cascade's queued archives do), none has sent yet.
+    queued_until = throttle._next_slot + 49 / pace
+    throttle._next_slot = queued_until + 1 / pace
+
+    with throttle.ahead():
+        before = clock.now
+        throttle.before_request()
+        throttle.after_response(200, None)
+
+    assert clock.now == before, "the read waited for the queue"
+    # It paid for its turn: the next thread to ask comes one pace interval later than it would have.
+    sent = send(throttle, clock, 1)
+    assert sent[0] == pytest.approx(queued_until + 2 / pace)
+
+
+def test_ahead_still_waits_out_a_pause(clock):
+    throttle = SharedThrottle()
+    throttle.keep_to(100)
+    send(throttle, clock, 1)
+    throttle.after_response(429, 2.0)
+    paused_at = clock.now
+
+    with throttle.ahead():
+        sent = send(throttle, clock, 1)
+
+    assert sent[0] >= paused_at + 2.0
