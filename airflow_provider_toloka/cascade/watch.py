@@ -82,7 +82,6 @@ class OperationWatcher:
         self.busy_interval = min(max(busy_interval, self.min_interval), max_interval)
         self.max_interval = max_interval
         self._busy = False
-        self._interval = self.min_interval
         self._due = 0.0
         self._polled_at = 0.0
         self._lock = threading.Lock()
@@ -107,7 +106,6 @@ class OperationWatcher:
         """Say whether archives are queued for the task's pace (polls then come ``busy_interval`` apart)."""
         with self._lock:
             if self._busy and not busy:  # the queue has drained: the next poll comes sooner
-                self._interval = self.min_interval
                 self._due = min(self._due, self._polled_at + self.min_interval)
             self._busy = busy
 
@@ -143,14 +141,14 @@ class OperationWatcher:
                 waiter.done.set()
             self._polled_at = self.clock()
             if self._busy:  # operations keep starting, so they keep finishing: no back-off
-                self._interval = self.busy_interval
-            elif self._waiters:
+                interval = self.busy_interval
+            else:
                 # A quarter of the time the newest operation has run: a quick one is seen within a
-                # tenth of a second or so, a long one costs a read every few seconds.
-                newest = max(waiter.since for waiter in self._waiters.values())
-                age = self._polled_at - newest
-                self._interval = min(max(age / 4, self.min_interval), self.max_interval)
-            self._due = self._polled_at + self._interval
+                # tenth of a second or so, a long one costs a read every few seconds. (With no one
+                # left waiting the next ``wait`` sets the due time itself.)
+                newest = max((waiter.since for waiter in self._waiters.values()), default=self._polled_at)
+                interval = min(max((self._polled_at - newest) / 4, self.min_interval), self.max_interval)
+            self._due = self._polled_at + interval
 
     def abort(self, error: BaseException) -> None:
         """Wake every waiting worker with ``error`` (polling itself failed)."""
