@@ -71,7 +71,8 @@ def region(source: str) -> str:
     ends = [i for i, line in enumerate(lines) if line.strip() == f"# [END {name}]"]
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
         raise LookupError(f"{path} needs exactly one '# [START {name}]' ... '# [END {name}]' pair")
-    return textwrap.dedent("".join(lines[starts[0] + 1 : ends[0]]))
+    # Blank lines around the region (ruff wants one after a nested def) are not part of it.
+    return textwrap.dedent("".join(lines[starts[0] + 1 : ends[0]])).strip("\n") + "\n"
 
 
 def write() -> list[str]:

@@ -138,3 +138,22 @@ def test_the_emulator_recipe_archives_its_pool(monkeypatch):
         hook.wait_for_operation(hook.archive_pool("10")["id"], poll_interval=0.2)
         assert emu.object("pool", "10")["status"] == "ARCHIVED"
     # [END emulator_in_tests]
+
+
+def test_the_hook_page_task_archives_a_closed_pool(demo):
+    # [START hook_in_a_task]
+    from airflow.sdk import task
+
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+    @task
+    def archive_if_closed(pool_id: str) -> None:
+        hook = TolokaHook()  # the connection is read at the first request, not here
+        if hook.get_pool(pool_id)["status"] == "CLOSED":
+            hook.wait_for_operation(hook.archive_pool(pool_id)["id"])
+
+    # [END hook_in_a_task]
+    archive_if_closed.function("2001")
+    archive_if_closed.function("2204")  # open: left alone
+    assert demo.object("pool", "2001")["status"] == "ARCHIVED"
+    assert demo.object("pool", "2204")["status"] == "OPEN"
