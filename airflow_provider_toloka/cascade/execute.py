@@ -16,6 +16,7 @@ retry plans again and continues.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -100,6 +101,10 @@ class CascadeTimedOut(Exception):
     """Wakes the workers still waiting when the cascade's ``timeout`` passes."""
 
 
+class CascadeStopped(Exception):
+    """Wakes the workers still waiting when the run is told to stop (its trigger was cancelled)."""
+
+
 class CascadeRunner:
     """Runs one plan against Toloka through ``hook`` (give it a ``SharedThrottle``).
 
@@ -108,6 +113,9 @@ class CascadeRunner:
     :param timeout: seconds for the whole cascade; when they pass, no new step starts, the workers
         stop waiting, and the task fails naming what is done and what is left. ``None``: no limit.
     :param progress_every: longest silence, in seconds, between progress lines.
+    :param stop: once set, no new step starts and the workers stop waiting (what was sent keeps running
+        in Toloka): how the triggerer ends a cascade whose trigger it cancelled, since a thread cannot
+        be cancelled from outside. ``None``: the run is never told to stop.
     """
 
     def __init__(
@@ -120,8 +128,10 @@ class CascadeRunner:
         timeout: float | None = None,
         progress_every: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
     ) -> None:
         self.hook = hook
+        self.stop = stop
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.log = log
@@ -204,6 +214,9 @@ class CascadeRunner:
                     # Again on every turn: a worker whose request was still out registers after.
                     self._timed_out = stopped = True
                     watcher.abort(CascadeTimedOut(f"the cascade's timeout of {self.timeout:g} s passed"))
+                if self.stop is not None and self.stop.is_set():
+                    stopped = True
+                    watcher.abort(CascadeStopped("the cascade was stopped (its trigger was cancelled)"))
                 progress.tick()
                 pause = min(watcher.seconds_until_due(), progress.seconds_until_due())
                 if deadline is not None and not self._timed_out:

@@ -1,0 +1,225 @@
+"""``TolokaArchiveProjectOperator(cascade=True, deferrable=True)``: validate in the worker, carry out the
+cascade in ``TolokaCascadeTrigger`` (its ``run()`` iterated here as the triggerer does, against the emulator
+over real HTTP), resume with the real event."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+
+import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.sdk import AssetAlias
+from airflow.sdk.execution_time.context import OutletEventAccessors
+from task_instance_stub import RecordingTI
+
+from airflow_provider_toloka.assets import TOLOKA_ARCHIVE_ALIAS
+from airflow_provider_toloka.exceptions import (
+    TolokaCascadeBlocked,
+    TolokaCascadeFailed,
+    TolokaCascadeHeldBack,
+    TolokaError,
+)
+from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
+from airflow_provider_toloka.triggers.cascade import TolokaCascadeTrigger
+
+POOLS = [str(100 + i) for i in range(40)]
+TRAININGS = {"900": POOLS[:10], "901": POOLS[10:25], "902": []}
+OBJECTS = len(POOLS) + len(TRAININGS) + 1
+
+
+@pytest.fixture
+def emu(toloka_conn):
+    toloka_conn.operation_duration = 0.1
+    toloka_conn.add_project("7")
+    for pool_id in POOLS:
+        toloka_conn.add_pool(pool_id, project_id="7")
+    for training_id, linked in TRAININGS.items():
+        toloka_conn.add_training(training_id, project_id="7", linked_pool_ids=linked)
+    return toloka_conn
+
+
+def operator(**kwargs) -> TolokaArchiveProjectOperator:
+    return TolokaArchiveProjectOperator(
+        task_id="archive", project_id="7", cascade=True, deferrable=True, poll_interval=0.2, **kwargs
+    )
+
+
+def defer(task: TolokaArchiveProjectOperator) -> TolokaCascadeTrigger:
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute({"ti": RecordingTI()})
+    assert deferred.value.method_name == "cascade_complete"
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, TolokaCascadeTrigger)
+    return trigger
+
+
+async def fire(trigger: TolokaCascadeTrigger) -> dict:
+    [event] = [event.payload async for event in trigger.run()]
+    return event
+
+
+def resume(task: TolokaArchiveProjectOperator, event: dict) -> tuple[dict, RecordingTI, dict]:
+    ti, events = RecordingTI(), OutletEventAccessors()
+    summary = task.cascade_complete({"ti": ti, "outlet_events": events}, event)
+    recorded = {
+        e.extra["kind"] + " " + e.extra["id"]
+        for e in events[AssetAlias(TOLOKA_ARCHIVE_ALIAS)].asset_alias_events
+    }
+    return summary, ti, {"recorded": recorded}
+
+
+def posts(emu) -> list:
+    return [r for r in emu.requests if r.method == "POST"]
+
+
+def one_operation_per_object(emu) -> None:
+    for op_type, field, expected in (
+        ("POOL.ARCHIVE", "pool_id", POOLS),
+        ("TRAINING.ARCHIVE", "training_id", list(TRAININGS)),
+        ("PROJECT.ARCHIVE", "project_id", ["7"]),
+    ):
+        assert sorted(op["parameters"][field] for op in emu.operations(op_type)) == sorted(expected)
+
+
+def test_the_worker_defers_without_a_request_and_the_kwargs_hold_no_token(emu):
+    trigger = defer(operator(timeout=600, close_open=True, max_concurrency=16))
+
+    assert emu.requests == []
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_toloka.triggers.cascade.TolokaCascadeTrigger"
+    assert kwargs["project_id"] == "7"
+    assert kwargs["close_open"] is True
+    assert kwargs["max_concurrency"] == 16
+    assert kwargs["timeout"] == 600
+    assert kwargs["end_time"] is not None
+    token = json.loads(emu.airflow_conn_json())["password"]
+    assert token not in json.dumps(kwargs)
+    assert TolokaCascadeTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_default_deferrable_from_the_config_defers_the_cascade(emu):
+    task = TolokaArchiveProjectOperator(task_id="archive", project_id="7", cascade=True)
+    task.deferrable = True  # what [operators] default_deferrable=True gives as the default
+    defer(task)
+
+
+async def test_the_trigger_carries_out_the_cascade_and_the_task_records_it(emu):
+    task = operator(max_concurrency=8)
+    event = await fire(defer(task))
+    requests_before_resume = len(emu.requests)
+
+    summary, ti, seen = resume(task, event)
+
+    assert len(emu.requests) == requests_before_resume  # the worker only records
+    assert emu.object("project", "7")["status"] == "ARCHIVED"
+    assert {emu.object("pool", p)["status"] for p in POOLS} == {"ARCHIVED"}
+    assert sorted(summary["pools"]["archived"]) == sorted(POOLS)
+    assert sorted(summary["trainings"]["archived"]) == sorted(TRAININGS)
+    assert ti.pushed == {"operation_id": summary["project"]["operation"]["id"]}
+    assert len(seen["recorded"]) == OBJECTS
+    one_operation_per_object(emu)
+
+
+async def test_a_dry_run_changes_nothing_deferred_either(emu):
+    task = operator(dry_run=True)
+    summary, ti, seen = resume(task, await fire(defer(task)))
+
+    assert summary["dry_run"] is True
+    assert sorted(summary["plan"]["archive"]["pools"]) == sorted(POOLS)
+    assert posts(emu) == []
+    assert seen["recorded"] == set()
+    assert ti.pushed == {}
+
+
+async def test_blocked_fails_as_in_the_worker_and_changes_nothing(emu):
+    emu.add_pool("105", project_id="7", status="OPEN")
+    task = operator()
+    with pytest.raises(
+        TolokaCascadeBlocked, match=r"pool 105 \(OPEN\): open: close it, or pass close_open=True"
+    ):
+        resume(task, await fire(defer(task)))
+    assert posts(emu) == []
+
+
+async def test_held_back_raises_the_same_error_with_its_summary(emu):
+    emu.add_pool("110", project_id="7", last_rejection=emu.now - dt.timedelta(days=2))
+    task = operator(max_concurrency=8)
+    event = await fire(defer(task))
+    with pytest.raises(TolokaCascadeHeldBack) as caught:
+        resume(task, event)
+
+    assert caught.value.codes == {"THERE_IS_REJECTED_ASSIGNMENT"}
+    assert "left with it: training 901 and project 7" in str(caught.value)
+    assert caught.value.summary["not_archived"] == {"pools": ["110"], "trainings": ["901"], "project": ["7"]}
+    assert emu.object("project", "7")["status"] == "ACTIVE"
+
+
+async def test_held_back_with_wait_until_archivable_checks_again_later(emu):
+    emu.add_pool("110", project_id="7", last_rejection=emu.now - dt.timedelta(days=2))
+    task = operator(max_concurrency=8, wait_until_archivable=True)
+    event = await fire(defer(task))
+    with pytest.raises(TaskDeferred) as deferred:
+        resume(task, event)
+    assert deferred.value.method_name == "check_archivable_again"
+
+
+async def test_a_failed_operation_fails_the_task(emu):
+    emu.fail_next("pool", "130", details={"reason": "injected"})
+    task = operator(max_concurrency=8)
+    with pytest.raises(TolokaCascadeFailed, match="injected") as caught:
+        resume(task, await fire(defer(task)))
+    assert not isinstance(caught.value, TolokaCascadeHeldBack)
+
+
+async def test_the_timeout_counts_from_the_deferral(emu):
+    emu.operation_duration = 30
+    task = operator(timeout=0.5)
+    with pytest.raises(TolokaCascadeFailed, match=r"did not finish within timeout=0.5 s") as caught:
+        resume(task, await fire(defer(task)))
+    assert "Not archived: pools 40 (" in str(caught.value)
+
+
+async def test_an_unknown_connection_is_an_error_event(emu):
+    task = operator(toloka_conn_id="no_such_connection")
+    with pytest.raises(TolokaError, match="no_such_connection"):
+        resume(task, await fire(defer(task)))
+    assert emu.requests == []
+
+
+async def test_two_runs_at_once_and_a_restart_start_one_operation_per_object(emu):
+    """After a triggerer restart the trigger may run twice: each lists again, skips what is archived, and
+    waits on what the other started (409) instead of starting a second operation."""
+    emu.operation_duration = 0.3
+    task = operator(max_concurrency=8)
+    trigger = defer(task)
+    again = TolokaCascadeTrigger(**trigger.serialize()[1])  # as another triggerer recreates it
+
+    first, second = await asyncio.gather(fire(trigger), fire(again))
+
+    assert first["status"] == second["status"] == "success"
+    one_operation_per_object(emu)
+    assert any(r.status == 409 for r in posts(emu)), "one run met the other's running operations"
+    third, _, _ = resume(task, await fire(TolokaCascadeTrigger(**trigger.serialize()[1])))
+    assert sorted(third["pools"]["skipped"]) == sorted(POOLS)  # a later run finds it all archived
+    one_operation_per_object(emu)
+
+
+async def test_a_cancelled_trigger_stops_its_cascade(emu):
+    emu.operation_duration = 0.5
+    trigger = defer(operator(max_concurrency=1))
+    running = asyncio.ensure_future(fire(trigger))
+    while not posts(emu):  # counted, not timed: the first archive went out
+        await asyncio.sleep(0.01)
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    for thread in [t for t in threading.enumerate() if t.name == "TolokaCascadeTrigger"]:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert len(posts(emu)) < len(POOLS), "no further archive went out once cancelled"
+    assert emu.object("project", "7")["status"] == "ACTIVE"
