@@ -99,7 +99,8 @@ def run(kind: str, deferrable: bool) -> dict[str, float]:
         trigger, method = deferred.trigger, deferred.method_name
 
     async def fire() -> Any:
-        return [event.payload async for event in trigger.run()][0]
+        [event] = [event.payload async for event in trigger.run()]
+        return event
 
     started = time.monotonic()
     event = asyncio.run(fire())
@@ -130,7 +131,7 @@ def main() -> None:
                 rows.append(f"{label:<48} {result['worker']:>9.2f} {result['triggerer']:>12.2f}")
     # After every run: the tasks' own log lines go to the terminal as they run.
     print(
-        f"\n{args.pools} pools, {args.rate:g} req/s declared and enforced, operations {OPERATION_DURATION:g} s"
+        f"\n{args.pools} pools, {args.rate:g} req/s (declared = limit), operations {OPERATION_DURATION:g} s"
     )
     print(f"{'task':<48} {'worker s':>9} {'triggerer s':>12}")
     print("\n".join(rows))
