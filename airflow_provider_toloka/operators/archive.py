@@ -457,6 +457,9 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
                 quota_deadline=self._quota_terms()["deadline"],
             ),
             method_name="cascade_complete",
+            # Airflow 3 applies no execution_timeout to a deferral unless told: the run in the triggerer
+            # is the task's work, so it is bounded the same way (the trigger then stops its engine).
+            timeout=self.execution_timeout,
         )
 
     def cascade_complete(self, context: Context, event: Any) -> dict[str, Any]:

@@ -163,6 +163,9 @@ class TolokaHousekeepingOperator(BaseOperator):
                 quota_deadline=task_deadline(self.execution_timeout),
             ),
             method_name="execute_complete",
+            # Airflow 3 applies no execution_timeout to a deferral unless told: the run in the triggerer
+            # is the task's work, so it is bounded the same way (the trigger then stops its engine).
+            timeout=self.execution_timeout,
         )
 
     def execute_complete(self, context: Context, event: Any) -> dict[str, Any]:

@@ -85,7 +85,11 @@ def one_operation_per_object(emu) -> None:
 
 
 def test_the_worker_defers_without_a_request_and_the_kwargs_hold_no_token(emu):
-    trigger = defer(operator(timeout=600, close_open=True, max_concurrency=16))
+    task = operator(timeout=600, close_open=True, max_concurrency=16, execution_timeout=dt.timedelta(hours=2))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute({"ti": RecordingTI()})
+    trigger = deferred.value.trigger
+    assert deferred.value.timeout == dt.timedelta(hours=2)  # execution_timeout bounds the deferred run
 
     assert emu.requests == []
     classpath, kwargs = trigger.serialize()

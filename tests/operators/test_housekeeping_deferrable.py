@@ -77,7 +77,17 @@ def posts(emu) -> list:
 
 
 def test_the_worker_defers_without_a_request_and_the_kwargs_hold_no_token(account):
-    trigger = defer(operator(project_ids=["1", "2"], max_projects=1, max_concurrency=4, close_open=True))
+    task = operator(
+        project_ids=["1", "2"],
+        max_projects=1,
+        max_concurrency=4,
+        close_open=True,
+        execution_timeout=dt.timedelta(hours=2),
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute({"ti": RecordingTI()})
+    trigger = deferred.value.trigger
+    assert deferred.value.timeout == dt.timedelta(hours=2)  # execution_timeout bounds the deferred run
 
     assert account.requests == []
     _, kwargs = trigger.serialize()
