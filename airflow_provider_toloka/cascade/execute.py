@@ -16,6 +16,7 @@ retry plans again and continues.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import deque
@@ -201,7 +202,8 @@ class CascadeRunner:
             while True:
                 while (ready or last) and not stopped and len(in_flight) < self.max_concurrency:
                     step = ready.popleft() if ready else last.popleft()
-                    in_flight[pool.submit(self._one, step, watcher)] = step
+                    # In the caller's context: in the triggerer, that routes log lines to the task's log.
+                    in_flight[pool.submit(contextvars.copy_context().run, self._one, step, watcher)] = step
                 if not in_flight:
                     break
                 watcher.set_busy(self._paced() and self._unsent(ready, last, in_flight.values()))

@@ -11,6 +11,7 @@ A project that fails is recorded and the others go on; the caller decides what a
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
@@ -129,7 +130,8 @@ def run_housekeeping(
     with ThreadPoolExecutor(
         max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"
     ) as pool:
-        futures = [pool.submit(handle, project) for project in projects]
+        # In the caller's context: in the triggerer, that routes log lines to the task's log.
+        futures = [pool.submit(contextvars.copy_context().run, handle, project) for project in projects]
         for done, future in enumerate(as_completed(futures), start=1):
             report.add(future.result())
             if done * 10 // len(projects) > (done - 1) * 10 // len(projects):  # every 10 %

@@ -5,6 +5,7 @@ over real HTTP), resume with the real event."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import json
 import threading
@@ -227,3 +228,34 @@ async def test_a_cancelled_trigger_stops_its_cascade(emu):
         assert not thread.is_alive()
     assert len(posts(emu)) < len(POOLS), "no further archive went out once cancelled"
     assert emu.object("project", "7")["status"] == "ACTIVE"
+
+
+TRIGGER_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("trigger_id", default=None)
+
+
+class ContextLog:
+    """A stand-in for the trigger's logger: each line with the context it was logged in."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, int | None]] = []
+
+    def info(self, event: str, *args: object, **kwargs: object) -> None:
+        self.lines.append((event % args if args else event, TRIGGER_ID.get()))
+
+    warning = info
+
+
+async def test_the_engines_log_lines_keep_the_triggers_context(emu):
+    """Airflow's triggerer routes a line to the task's log by the context it is logged in (``trigger_id``):
+    the engine's threads, the steps' included, log in the trigger's context."""
+    trigger = defer(operator(max_concurrency=8))
+    trigger._log = log = ContextLog()
+
+    async def run_as_the_triggerer() -> dict:
+        TRIGGER_ID.set(42)
+        return await fire(trigger)
+
+    assert (await asyncio.ensure_future(run_as_the_triggerer()))["status"] == "success"
+    submitted = [context for line, context in log.lines if line.startswith("Archive of project 7 submitted")]
+    assert submitted == [42]  # logged from a step's thread
+    assert {context for _, context in log.lines} == {42}
