@@ -15,7 +15,8 @@ gets a second operation. The deadline is absolute (``end_time``) and survives a 
 
 Cancelled (the task cleared or marked, the triggerer stopping), a trigger tells its engine to stop: no
 new request goes out and the thread ends after the requests in flight. What Toloka already runs keeps
-running (an archive cannot be undone), so there is nothing for an ``on_kill`` to undo.
+running (an archive cannot be undone). When a user killed the task (Airflow 3.3+ calls ``on_kill`` then,
+not on a restart), ``on_kill`` returns only once the engine has sent its last request.
 """
 
 from __future__ import annotations
@@ -38,19 +39,26 @@ from airflow_provider_toloka.validation import validate_count, validate_id, vali
 T = TypeVar("T")
 
 
-async def in_thread(name: str, run: Callable[[], T]) -> T:
+# How long ``on_kill`` waits for the engine to send its last request: under Airflow's own bound for it
+# (``[triggerer] on_kill_timeout``, 30 s by default).
+ON_KILL_WAIT = 25.0
+
+
+def start_in_thread(name: str, run: Callable[[], T]) -> asyncio.Future[T]:
     """``run()`` on a new daemon thread (with this task's context, so its log lines reach the task).
 
     Not ``asyncio.to_thread``: a run lasts minutes to hours, and held on the loop's default executor (a
     handful of threads) it would starve everything else the triggerer sends there. A daemon thread never
-    holds up the triggerer's exit either.
+    holds up the triggerer's exit either. The future settles when ``run`` returns or raises.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    # Read, so an outcome nobody awaits any more (a cancelled trigger) is not reported as lost.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
     context = contextvars.copy_context()
 
     def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # the awaiting trigger was cancelled meanwhile
+        if future.done():
             return
         if error is not None:
             future.set_exception(error)
@@ -68,7 +76,7 @@ async def in_thread(name: str, run: Callable[[], T]) -> T:
             loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=target, name=name, daemon=True).start()
-    return await future
+    return future
 
 
 class _EngineTrigger(BaseTrigger):
@@ -92,12 +100,29 @@ class _EngineTrigger(BaseTrigger):
         except Exception as error:  # not found, unusable, no answer: the task fails with why
             yield TriggerEvent(cascade_event(error=error))
             return
-        stop = threading.Event()
+        self._stop = stop = threading.Event()
+        self._engine = engine = start_in_thread(type(self).__name__, lambda: self._carry_out(settings, stop))
         try:
-            event = await in_thread(type(self).__name__, lambda: self._carry_out(settings, stop))
+            # Shielded: cancelling the trigger stops the engine through ``stop``, and ``on_kill`` can still
+            # wait for it to end.
+            event = await asyncio.shield(engine)
         finally:
             stop.set()  # cancelled: the engine sends nothing more and stops waiting
         yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task (Airflow 3.3+): return once the engine has sent its last request.
+
+        Cancelling the trigger already told the engine to stop; this waits (up to ``ON_KILL_WAIT``) for the
+        requests in flight, so nothing reaches Toloka after the kill is done. Not on a triggerer restart:
+        there Airflow calls no ``on_kill``, and the trigger's next run continues the cascade.
+        """
+        engine: asyncio.Future[dict[str, Any]] | None = getattr(self, "_engine", None)
+        if engine is None:
+            return
+        self._stop.set()
+        with contextlib.suppress(Exception):  # the engine's own failure is no news to a killed task
+            await asyncio.wait_for(asyncio.shield(engine), ON_KILL_WAIT)
 
 
 class TolokaCascadeTrigger(_EngineTrigger):
