@@ -457,20 +457,32 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
                 quota_deadline=self._quota_terms()["deadline"],
             ),
             method_name="cascade_complete",
+            # A wait_until_archivable wait in progress goes along, so the next hold-back continues it.
+            kwargs=self._archivable_wait.to_kwargs() if self._archivable_wait is not None else None,
             # Airflow 3 applies no execution_timeout to a deferral unless told: the run in the triggerer
             # is the task's work, so it is bounded the same way (the trigger then stops its engine).
             timeout=self.execution_timeout,
         )
 
-    def cascade_complete(self, context: Context, event: Any) -> dict[str, Any]:
+    def cascade_complete(
+        self,
+        context: Context,
+        event: Any = None,
+        *,
+        first_refused_at: str | None = None,
+        checks: int = 0,
+    ) -> dict[str, Any]:
         """Resume after ``TolokaCascadeTrigger``: record its outcome as the worker's own run would.
 
         The same XCom (the summary, the project's ``operation_id``), asset events and errors; a held-back
         cascade with ``wait_until_archivable`` defers until the next check, which defers the cascade anew.
+        ``first_refused_at`` and ``checks``: that wait so far, carried through the cascade's deferral.
         """
         from airflow_provider_toloka.cascade.outcome import summary_from_event
 
         self._object_id = validate_id("project_id", self.project_id)
+        if first_refused_at is not None:
+            self._archivable_wait = ArchivableWait.from_kwargs(first_refused_at, checks)
         summary = finish_cascade(
             lambda: summary_from_event(event),
             dry_run=self.plan_only,

@@ -162,13 +162,33 @@ async def test_held_back_raises_the_same_error_with_its_summary(emu):
     assert emu.object("project", "7")["status"] == "ACTIVE"
 
 
-async def test_held_back_with_wait_until_archivable_checks_again_later(emu):
+async def test_held_back_with_wait_until_archivable_checks_again_and_keeps_the_wait(emu):
     emu.add_pool("110", project_id="7", last_rejection=emu.now - dt.timedelta(days=2))
     task = operator(max_concurrency=8, wait_until_archivable=True)
     event = await fire(defer(task))
-    with pytest.raises(TaskDeferred) as deferred:
-        resume(task, event)
-    assert deferred.value.method_name == "check_archivable_again"
+    with pytest.raises(TaskDeferred) as first_check:
+        task.cascade_complete({"ti": RecordingTI()}, event)
+    assert first_check.value.method_name == "check_archivable_again"
+    wait = first_check.value.kwargs
+    assert wait["checks"] == 1
+
+    # The next check defers the cascade anew, carrying the wait; held back again, the wait goes on.
+    with pytest.raises(TaskDeferred) as cascade_again:
+        task.check_archivable_again({"ti": RecordingTI()}, None, **wait)
+    assert cascade_again.value.method_name == "cascade_complete"
+    assert cascade_again.value.kwargs == wait
+    event = await fire(cascade_again.value.trigger)
+    with pytest.raises(TaskDeferred) as second_check:
+        task.cascade_complete({"ti": RecordingTI()}, event, **cascade_again.value.kwargs)
+    assert second_check.value.kwargs == {"first_refused_at": wait["first_refused_at"], "checks": 2}
+
+    emu.advance_clock(dt.timedelta(days=9).total_seconds())
+    with pytest.raises(TaskDeferred) as cascade_last:
+        task.check_archivable_again({"ti": RecordingTI()}, None, **second_check.value.kwargs)
+    summary, _, _ = resume(task, await fire(cascade_last.value.trigger))
+    assert summary["pools"]["archived"] == ["110"]
+    assert emu.object("project", "7")["status"] == "ARCHIVED"
+    one_operation_per_object(emu)
 
 
 async def test_a_failed_operation_fails_the_task(emu):
