@@ -130,8 +130,20 @@ class TolokaCascadeTrigger(_EngineTrigger):
 
     Fires one event (``cascade.outcome.CascadeEvent``): the summary in compact form on success, or what
     the task raises (held back, failed or timed out, blocked, or an error) with the same message and
-    summary as the run in the worker. The parameters are the operator's; ``end_time`` is ``timeout``
-    turned into a Unix time when the task deferred, so it is counted from then, even across restarts.
+    summary as the run in the worker.
+
+    :param project_id: the project to archive with its pools and trainings.
+    :param toloka_conn_id: Airflow connection of type ``toloka``; read in the triggerer with the async API,
+        never serialized with the trigger.
+    :param close_open: close open pools and trainings first instead of refusing.
+    :param dry_run: list and plan only; send no close or archive (the event carries the plan).
+    :param max_concurrency: operations in flight at once.
+    :param poll_interval: longest pause between reads of running operations, in seconds.
+    :param timeout: the operator's ``timeout`` for the whole cascade (``None``: no limit), counted from
+        ``end_time - timeout``: when the task deferred, even across restarts.
+    :param end_time: when ``timeout`` runs out, as a Unix time (``None`` with no ``timeout``).
+    :param wait_out_quota: wait for an HOUR or DAY quota to reset when it does so before ``quota_deadline``.
+    :param quota_deadline: the task's own deadline as a Unix time (``execution_timeout``, ``timeout``).
     """
 
     def __init__(
@@ -213,8 +225,19 @@ class TolokaHousekeepingTrigger(_EngineTrigger):
 
     Fires one event: ``{"status": "done", "packed": <the report, compact>}``, which the task turns back
     into the same summary, log table and asset events as a run in the worker; or ``error`` with why the
-    run could not go through the account at all. The parameters are the operator's; ``quota_deadline``
-    is its ``execution_timeout`` as a Unix time (how long ``wait_out_quota`` may wait).
+    run could not go through the account at all.
+
+    :param toloka_conn_id: Airflow connection of type ``toloka``; read in the triggerer with the async API,
+        never serialized with the trigger.
+    :param min_idle_days: days since a project's last activity before it is archived.
+    :param close_open: close the open pools and trainings of idle projects instead of skipping them.
+    :param dry_run: assess only; archive nothing (the report lists what a real run would archive).
+    :param max_concurrency: projects handled at once.
+    :param poll_interval: longest pause between reads of running operations, in seconds.
+    :param project_ids: handle only these projects (each assessed again); ``None``: every active one.
+    :param max_projects: handle at most this many projects (lowest ids first).
+    :param wait_out_quota: wait for an HOUR or DAY quota to reset when it does so before ``quota_deadline``.
+    :param quota_deadline: the task's ``execution_timeout`` as a Unix time, counted from when it deferred.
     """
 
     def __init__(
