@@ -16,6 +16,9 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(__file__), os.pardir, "example_dags")
 os.environ.pop("AIRFLOW_CONN_TOLOKA_DEFAULT", None)
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 
 # The ``toloka_emulator`` fixture comes from the package's ``pytest11`` entry point.
@@ -47,3 +50,17 @@ def hook(toloka_conn):
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
     return TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated metadata DB in the throw-away home, for ``dag.test()``."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+
+
+@pytest.fixture
+def demo(toloka_conn):
+    """The emulator with the demo seed, the one ``./dev demo`` and the example DAGs use."""
+    toloka_conn.operation_duration = 0.5
+    toloka_conn.load_seed("demo")
+    return toloka_conn

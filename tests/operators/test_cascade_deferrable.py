@@ -23,7 +23,7 @@ from airflow_provider_toloka.exceptions import (
     TolokaCascadeHeldBack,
     TolokaError,
 )
-from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
+from airflow_provider_toloka.operators.archive import TolokaArchivePoolOperator, TolokaArchiveProjectOperator
 from airflow_provider_toloka.triggers.cascade import TolokaCascadeTrigger
 
 POOLS = [str(100 + i) for i in range(40)]
@@ -103,6 +103,24 @@ def test_the_worker_defers_without_a_request_and_the_kwargs_hold_no_token(emu):
     token = json.loads(emu.airflow_conn_json())["password"]
     assert token not in json.dumps(kwargs)
     assert TolokaCascadeTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_the_deferrable_page_builds_the_tasks_it_shows():
+    from airflow.sdk import DAG
+
+    from airflow_provider_toloka.operators.housekeeping import TolokaHousekeepingOperator
+    from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
+
+    with DAG("deferrable_page", schedule=None) as dag:
+        # [START deferrable_per_task]
+        TolokaArchivePoolOperator(task_id="archive_pool", pool_id="2101", deferrable=True, timeout=3600)
+        TolokaOperationSensor(task_id="wait", operation_id="...", deferrable=True, poke_interval=30)
+        TolokaArchiveProjectOperator(task_id="archive_all", project_id="1003", cascade=True, deferrable=True)
+        TolokaHousekeepingOperator(task_id="housekeeping", min_idle_days=30, deferrable=True)
+        # [END deferrable_per_task]
+    assert {task.task_id: task.deferrable for task in dag.tasks} == dict.fromkeys(
+        ["archive_pool", "wait", "archive_all", "housekeeping"], True
+    )
 
 
 def test_default_deferrable_from_the_config_defers_the_cascade(emu):
