@@ -271,6 +271,29 @@ async def test_a_killed_task_stops_its_cascade_before_on_kill_returns(emu):
     assert emu.object("project", "7")["status"] == "ACTIVE"
 
 
+async def test_a_trigger_recreated_after_its_triggerer_died_finishes_the_job(emu):
+    """A triggerer stopped mid-cascade (its archives still running in Toloka); the trigger, recreated from
+    its kwargs on another triggerer, lists again, waits on what runs, archives the rest: once each."""
+    emu.operation_duration = 2
+    task = operator(max_concurrency=8)
+    trigger = defer(task)
+    running = asyncio.ensure_future(fire(trigger))
+    while len(posts(emu)) < 8:  # counted: eight archives are out, their operations running
+        await asyncio.sleep(0.01)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await trigger.on_kill()  # here only to know the old engine is done sending
+    emu.operation_duration = 0.1
+
+    summary, _, seen = resume(task, await fire(TolokaCascadeTrigger(**trigger.serialize()[1])))
+
+    assert emu.object("project", "7")["status"] == "ARCHIVED"
+    assert sorted(summary["pools"]["archived"] + summary["pools"]["skipped"]) == sorted(POOLS)
+    assert len(seen["recorded"]) == OBJECTS
+    one_operation_per_object(emu)
+
+
 TRIGGER_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("trigger_id", default=None)
 
 

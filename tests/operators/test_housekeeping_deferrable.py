@@ -125,6 +125,24 @@ async def test_the_trigger_runs_the_pass_and_the_task_records_the_same_report(ac
     assert recorded == expected
 
 
+async def test_two_runs_at_once_start_one_operation_per_object(account):
+    """After a triggerer restart the trigger may run twice: what one run started, the other waits on."""
+    import asyncio
+
+    account.operation_duration = 0.3
+    trigger = defer(operator())
+    twin = TolokaHousekeepingTrigger(**trigger.serialize()[1])
+
+    events = await asyncio.gather(fire(trigger), fire(twin))
+
+    assert [event["status"] for event in events] == ["done", "done"]
+    assert {account.object("project", p)["status"] for p in IDLE} == {"ARCHIVED"}
+    archived = [op["parameters"]["project_id"] for op in account.operations("PROJECT.ARCHIVE")]
+    assert sorted(archived) == IDLE
+    pools = [op["parameters"]["pool_id"] for op in account.operations("POOL.ARCHIVE")]
+    assert len(pools) == len(set(pools))
+
+
 async def test_a_dry_run_changes_nothing_deferred_either(account):
     task = operator(dry_run=True)
     summary, recorded = resume(task, await fire(defer(task)))
