@@ -350,24 +350,11 @@ def test_workers_reuse_connections_instead_of_opening_one_per_request(emu, capfd
         ({"cascade": True, "max_concurrency": 0}, "max_concurrency=0"),
         ({"cascade": True, "max_concurrency": 301}, "at most 300"),
         ({"cascade": True, "wait_for_completion": False}, "wait_for_completion=False"),
-        ({"cascade": True, "deferrable": True}, "deferrable=True does not go with cascade=True"),
     ],
 )
 def test_bad_arguments_fail_before_any_request(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TolokaArchiveProjectOperator(task_id="archive", project_id="7", **kwargs)
-
-
-def test_a_default_deferrable_from_the_config_runs_the_cascade_in_the_worker(emu, capfd, caplog):
-    operator = TolokaArchiveProjectOperator(
-        task_id="archive", project_id="7", cascade=True, poll_interval=0.2
-    )
-    operator.deferrable = True  # what [operators] default_deferrable=True gives as the default
-
-    summary = operator.execute({"ti": RecordingTI()})
-
-    assert summary["project"]["operation"]["status"] == "SUCCESS"
-    assert "The cascade waits in the worker" in "".join(capfd.readouterr()) + caplog.text
 
 
 @pytest.mark.parametrize("declared", [None, 15])

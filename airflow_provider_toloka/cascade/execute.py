@@ -16,6 +16,8 @@ retry plans again and continues.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -100,6 +102,10 @@ class CascadeTimedOut(Exception):
     """Wakes the workers still waiting when the cascade's ``timeout`` passes."""
 
 
+class CascadeStopped(Exception):
+    """Wakes the workers still waiting when the run is told to stop (its trigger was cancelled)."""
+
+
 class CascadeRunner:
     """Runs one plan against Toloka through ``hook`` (give it a ``SharedThrottle``).
 
@@ -108,6 +114,9 @@ class CascadeRunner:
     :param timeout: seconds for the whole cascade; when they pass, no new step starts, the workers
         stop waiting, and the task fails naming what is done and what is left. ``None``: no limit.
     :param progress_every: longest silence, in seconds, between progress lines.
+    :param stop: once set, no new step starts and the workers stop waiting (what was sent keeps running
+        in Toloka): how the triggerer ends a cascade whose trigger it cancelled, since a thread cannot
+        be cancelled from outside. ``None``: the run is never told to stop.
     """
 
     def __init__(
@@ -120,8 +129,10 @@ class CascadeRunner:
         timeout: float | None = None,
         progress_every: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
     ) -> None:
         self.hook = hook
+        self.stop = stop
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.log = log
@@ -191,7 +202,8 @@ class CascadeRunner:
             while True:
                 while (ready or last) and not stopped and len(in_flight) < self.max_concurrency:
                     step = ready.popleft() if ready else last.popleft()
-                    in_flight[pool.submit(self._one, step, watcher)] = step
+                    # In the caller's context: in the triggerer, that routes log lines to the task's log.
+                    in_flight[pool.submit(contextvars.copy_context().run, self._one, step, watcher)] = step
                 if not in_flight:
                     break
                 watcher.set_busy(self._paced() and self._unsent(ready, last, in_flight.values()))
@@ -204,6 +216,9 @@ class CascadeRunner:
                     # Again on every turn: a worker whose request was still out registers after.
                     self._timed_out = stopped = True
                     watcher.abort(CascadeTimedOut(f"the cascade's timeout of {self.timeout:g} s passed"))
+                if self.stop is not None and self.stop.is_set():
+                    stopped = True
+                    watcher.abort(CascadeStopped("the cascade was stopped (its trigger was cancelled)"))
                 progress.tick()
                 pause = min(watcher.seconds_until_due(), progress.seconds_until_due())
                 if deadline is not None and not self._timed_out:
