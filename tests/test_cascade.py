@@ -146,8 +146,13 @@ def test_each_training_starts_as_soon_as_its_own_pools_finish(emu):
 
 def test_under_a_declared_pace_trainings_go_after_every_pool(emu, declare_rate):
     # A pace makes every request a turn: a training sent while pools wait pushes the last pool back,
-    # so the trainings (902 too, which waits on no pool) go once every pool archive is sent.
+    # so the trainings (902 too, which waits on no pool) go once every pool archive is sent. The runner
+    # holds them until the last pool's request is answered (before, which worker thread reached the pace
+    # first decided: on a busy machine a training came 6 ms before the last pool).
     declare_rate(300)
+    # The last pool's answer is slow: a training sent before it is answered would start its operation
+    # first, whichever thread the CPU runs first.
+    emu.inject_fault("slow", path=f"/pools/{POOLS[-1]}/archive", delay=0.5)
     cascade(max_concurrency=4)
 
     pools = submitted(emu, "POOL.ARCHIVE", "pool_id")
