@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 # Airflow reads its configuration on import: point it at a throw-away home before any test imports it.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="toloka-tests-airflow-")
@@ -47,3 +48,21 @@ def hook(toloka_conn):
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
     return TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
+
+
+@pytest.fixture
+def stopped_clock_emulator():
+    """An emulator whose time moves only by ``advance_clock``: an operation runs, and a rate limit's second
+    lasts, until the test says, however slow the machine is."""
+    from airflow_provider_toloka.emulator.server import TolokaEmulator
+
+    t0 = time.time()
+    with TolokaEmulator(operation_duration=0.2, clock=lambda: t0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def stopped_clock_conn(stopped_clock_emulator, monkeypatch):
+    """``stopped_clock_emulator`` wired up as the ``toloka_default`` connection."""
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", stopped_clock_emulator.airflow_conn_json())
+    return stopped_clock_emulator
