@@ -6,8 +6,8 @@ project's archive needs everything. The main loop hands every step whose needs a
 bounded thread pool; a worker sends one close or archive and waits (through the shared
 ``OperationWatcher``) for its operation. So at most ``max_concurrency`` operations are in flight,
 and a training starts as soon as its own pools finish instead of after every pool (under a pace, once
-no pool is left to send: ``CascadeRunner._goes_last``, and its request only once every close and pool
-archive handed out before it has been sent: ``CascadeRunner._wait_for_first_steps``).
+no pool is left to send: ``CascadeRunner._goes_last``, and its request only once no close or pool
+archive handed to a worker still waits for its answer: ``CascadeRunner._wait_for_first_steps``).
 
 A refusal that time clears (a pool in its rejection window) holds back only what needs that pool;
 the rest goes on. Any other failure stops new work and what is in flight is waited for. Either
@@ -274,8 +274,8 @@ class CascadeRunner:
         return self.hook.close_training(step.id)
 
     def _wait_for_first_steps(self) -> None:
-        """Under a pace, hold a training's or the project's archive until every close and pool archive
-        handed to a worker has been sent (answered).
+        """Under a pace, hold a training's or the project's archive until no close or pool archive handed
+        to a worker still waits for its answer.
 
         The main loop hands these archives out only once no other step is ready (``_goes_last``), but the
         last pool's worker and a training's can reach the pace in either order: which thread the CPU runs
