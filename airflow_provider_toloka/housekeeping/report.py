@@ -42,6 +42,8 @@ class Report:
         self.now = now
         self._lock = threading.Lock()
         self._outcomes: dict[str, ProjectOutcome] = {}
+        # Active projects not looked at because ``max_projects`` was reached: the next run's.
+        self.not_checked = 0
 
     def add(self, outcome: ProjectOutcome) -> None:
         with self._lock:
@@ -82,6 +84,7 @@ class Report:
                 "archived": len(archived),
                 "skipped": sum(len(ids) for ids in skipped.values()),
                 "failed": len(failed),
+                "not_checked": self.not_checked,
             },
             "archived": archived,
             "skipped": skipped,
@@ -99,6 +102,8 @@ class Report:
             f"{counts['skipped']} skipped, {counts['failed']} failed "
             f"(min_idle_days={self.min_idle_days:g}, close_open={self.close_open})"
         )
+        if self.not_checked:
+            heading += f"; max_projects reached: {self.not_checked} more active project(s) left for the next run"
         rows = [(o.project_id, self._label(o), o.detail) for o in self._sorted()]
         if not rows:
             return heading

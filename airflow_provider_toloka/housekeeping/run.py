@@ -11,7 +11,8 @@ A project that fails is recorded and the others go on; the caller decides what a
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -58,7 +59,10 @@ def run_housekeeping(
 
     ``project_ids`` limits the run to those projects (a plan a person approved); each is assessed
     again, so one that changed since is skipped with its reason. ``max_projects`` caps the projects
-    handled, lowest ids first; the rest wait for the next run.
+    archived (or attempted: held back, failed; in a dry run, those it would archive), lowest ids
+    first. Projects skipped for a reason do not count against it: a project is looked at only while
+    the cap, less the projects still being assessed, has room, so the ones left over wait for the
+    next run, and the ones archived are the lowest eligible ids whatever the threads' timing.
     """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
@@ -68,17 +72,13 @@ def run_housekeeping(
         missing = sorted(wanted - {str(p.get("id")) for p in projects})
         if missing:
             log.warning("Not among the active projects (archived or gone since?): %s", ", ".join(missing))
-    if max_projects is not None and len(projects) > max_projects:
-        projects.sort(key=lambda p: id_order(str(p.get("id"))))
-        log.info(
-            "max_projects=%d: %d project(s) left for the next run", max_projects, len(projects) - max_projects
-        )
-        projects = projects[:max_projects]
+    projects.sort(key=lambda p: id_order(str(p.get("id"))))
     report = Report(dry_run=dry_run, min_idle_days=min_idle_days, close_open=close_open, now=now)
     log.info(
-        "%d active project(s); handling up to %d at once%s",
+        "%d active project(s); handling up to %d at once%s%s",
         len(projects),
         max_concurrency,
+        "" if max_projects is None else f", archiving at most {max_projects}",
         " (dry run: nothing will be changed)" if dry_run else "",
     )
     if not projects:
@@ -86,8 +86,10 @@ def run_housekeeping(
     hook.get_conn()  # threads share the hook: make its session before they start
     per_project = operations_per_project(max_concurrency)
 
-    def handle(project: dict[str, Any]) -> ProjectOutcome:
+    def handle(project: dict[str, Any]) -> tuple[ProjectOutcome, bool]:
+        """The project's outcome, and whether it counts against ``max_projects`` (archive attempted)."""
         project_id = str(project.get("id"))
+        attempted = False
         try:
             verdict = assess(
                 project,
@@ -97,8 +99,9 @@ def run_housekeeping(
                 min_idle_days=min_idle_days,
                 now=now,
             )
+            attempted = verdict.reason is None
             if verdict.reason is not None or dry_run:
-                return ProjectOutcome(project_id, verdict.reason, verdict.detail)
+                return ProjectOutcome(project_id, verdict.reason, verdict.detail), attempted
             runner = CascadeRunner(
                 hook,
                 max_concurrency=per_project,
@@ -107,26 +110,54 @@ def run_housekeeping(
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
-            return ProjectOutcome(
+            outcome = ProjectOutcome(
                 project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done))
             )
         except TolokaCascadeHeldBack as error:
             # Pools archived before the hold-back are archived: their events are true, the project's is not.
             partial = tuple(obj for obj in cascade_objects(error.summary) if obj[0] != "project")
-            return ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
+            outcome = ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
         except TolokaCascadeFailed as error:
-            return ProjectOutcome(project_id, FAILED, _short(error))
+            # What it archived is seen again, already archived, when a retry plans the project anew.
+            outcome = ProjectOutcome(project_id, FAILED, _short(error))
         except Exception as error:  # one project's trouble must not stop the others
-            return ProjectOutcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+            outcome = ProjectOutcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+        return outcome, attempted
 
+    queue = deque(projects)
+    attempted = handled = 0
+    total = len(projects)
     with ThreadPoolExecutor(
-        max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"
+        max_workers=min(max_concurrency, total), thread_name_prefix="toloka-housekeeping"
     ) as pool:
-        futures = [pool.submit(handle, project) for project in projects]
-        for done, future in enumerate(as_completed(futures), start=1):
-            report.add(future.result())
-            if done * 10 // len(projects) > (done - 1) * 10 // len(projects):  # every 10 %
-                log.info("projects handled %d/%d", done, len(projects))
+        in_flight: set[Future[tuple[ProjectOutcome, bool]]] = set()
+        while True:
+            # Each project in flight may still turn out to need archiving: start another only if the
+            # cap has room for all of them, so a later id never takes a lower eligible id's place.
+            while (
+                queue
+                and len(in_flight) < max_concurrency
+                and (max_projects is None or attempted + len(in_flight) < max_projects)
+            ):
+                in_flight.add(pool.submit(handle, queue.popleft()))
+            if not in_flight:
+                break
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcome, tried = future.result()
+                attempted += tried
+                report.add(outcome)
+                handled += 1
+                if handled * 10 // total > (handled - 1) * 10 // total:  # every 10 %
+                    log.info("projects handled %d/%d", handled, total)
+    if queue:
+        report.not_checked = len(queue)
+        log.info(
+            "max_projects=%d reached: %d project(s) not looked at, left for the next run (from %s)",
+            max_projects,
+            len(queue),
+            queue[0].get("id"),
+        )
     return report
 
 
