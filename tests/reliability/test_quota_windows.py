@@ -234,3 +234,46 @@ def test_a_wait_on_an_operation_fails_at_once_or_waits_it_out_within_both_deadli
     assert final["status"] == "SUCCESS"
     assert statuses(emu) == [429, 200]
     assert slept == [HOUR]
+
+
+class RescheduledTI(RecordingTI):
+    """A later poke of a reschedule-mode sensor: Airflow tells it when its first poke started."""
+
+    def __init__(self, first_poke: dt.datetime | None) -> None:
+        super().__init__()
+        self.first_poke = first_poke
+
+    def get_first_reschedule_date(self, context) -> dt.datetime | None:
+        return self.first_poke
+
+
+@pytest.mark.parametrize(("first_poke_ago", "waits"), [(None, True), (50 * 60, False)])
+def test_a_rescheduled_sensor_counts_its_deadline_from_its_first_poke(emu, first_poke_ago, waits):
+    """timeout=1 h, an HOUR quota: the first poke may wait it out; a poke 50 minutes after the first may
+    not, since Airflow times the sensor out 10 minutes from then."""
+    emu.operation_duration = 30
+    operation = TolokaHook().archive_pool("10")
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=f"/operations/{operation['id']}", retry_after=HOUR / 2)
+    sensor = TolokaOperationSensor(
+        task_id="s",
+        operation_id=operation["id"],
+        mode="reschedule",
+        timeout=HOUR,
+        poke_interval=60,
+        wait_out_quota=True,
+    )
+    slept: list[float] = []
+    sensor.hook.retry_min_wait = 0.01
+    sensor.hook.sleep = slept.append
+    first = None if first_poke_ago is None else dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=first_poke_ago)
+    context = {"ti": RescheduledTI(first), "task_reschedule_count": 0 if first is None else 3}
+
+    if waits:
+        assert sensor.poke(context) is False  # read again after the wait: still running
+        assert len(slept) == 1 and HOUR / 2 <= slept[0] <= HOUR / 2 + 1
+    else:
+        with pytest.raises(TolokaQuotaExhausted, match="HOUR quota"):
+            sensor.poke(context)
+        assert slept == []
+    assert statuses(emu)[0] == 429
