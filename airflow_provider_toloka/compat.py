@@ -70,7 +70,7 @@ async def _aget_connection_and_extra(conn_id: str) -> tuple[Connection, dict[str
     return conn, await get_async_extra_dejson(conn)
 
 
-# The two shapes of Airflow 3.0's ``TriggerRunner``, read from each 3.0.x release's wheel (``docs/compatibility.md``).
+# The two shapes of Airflow 3.0's ``TriggerRunner``, read from each 3.0.x wheel (``docs/compatibility.md``).
 STREAMS = "streams"  # 3.0.0 to 3.0.2: ``requests_sock``, ``response_sock`` and ``decoder`` (JSON lines)
 FRAMES = "frames"  # 3.0.3 to 3.0.6: ``comms_decoder.asend`` (length-prefixed frames with request ids)
 _STREAM_ATTRIBUTES = ("requests_sock", "response_sock", "decoder")

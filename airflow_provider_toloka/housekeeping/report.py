@@ -103,7 +103,9 @@ class Report:
             f"(min_idle_days={self.min_idle_days:g}, close_open={self.close_open})"
         )
         if self.not_checked:
-            heading += f"; max_projects reached: {self.not_checked} more active project(s) left for the next run"
+            heading += (
+                f"; max_projects reached: {self.not_checked} more active project(s) left for the next run"
+            )
         rows = [(o.project_id, self._label(o), o.detail) for o in self._sorted()]
         if not rows:
             return heading
