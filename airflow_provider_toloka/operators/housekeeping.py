@@ -63,7 +63,9 @@ class TolokaHousekeepingOperator(BaseOperator):
         for the next run.
 
     Every archived object (pools, trainings, project) gets an event of its ``toloka://`` asset through
-    the ``toloka_archive`` alias (see ``docs/assets.md``); a dry run records none.
+    the ``toloka_archive`` alias (see ``docs/assets.md``); a dry run records none. A try that fails keeps
+    what it archived (``task_state_store`` on 3.3+, an Airflow Variable below) and the next try that
+    succeeds records those events too.
     """
 
     template_fields: Sequence[str] = ("toloka_conn_id", "project_ids")
@@ -121,8 +123,14 @@ class TolokaHousekeepingOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
         from airflow_provider_toloka.housekeeping import run_housekeeping
+        from airflow_provider_toloka.housekeeping.carry import carry_for, merge
 
         project_ids = _validate_project_ids(self.project_ids)
+        # What earlier tries archived and could not record (they failed): recorded when this one succeeds.
+        carry = None if self.plan_only else carry_for(context)
+        earlier = carry.load() if carry is not None else []
+        if earlier:
+            self.log.info("%d object(s) archived by an earlier try get their asset events here", len(earlier))
         report = run_housekeeping(
             self.hook,
             min_idle_days=self.min_idle_days,
@@ -136,12 +144,17 @@ class TolokaHousekeepingOperator(BaseOperator):
         )
         self.log.info("%s", report.table())
         summary = report.to_dict()
-        if not self.plan_only:
-            record_archived(context, self.hook.settings.api_url, report.archived_objects())
+        archived = merge(earlier, report.archived_objects())
         if summary["failed"]:
+            if carry is not None and archived:
+                carry.save(archived)  # Airflow drops a failed task's events: the retry records these
             # A failed task pushes no return value: push it here, so a downstream task can read it.
             context["ti"].xcom_push(key="return_value", value=summary)
             raise TolokaHousekeepingFailed(summary)
+        if not self.plan_only:
+            record_archived(context, self.hook.settings.api_url, archived)
+            if earlier and carry is not None:
+                carry.clear()
         return summary
 
 
