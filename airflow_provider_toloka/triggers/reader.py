@@ -321,7 +321,13 @@ class OperationReader:
         if self.outage.active and now < self._retry_at:
             self._expire(now)  # woken for a deadline during an outage
             return
-        due = {waiter.operation_id for waiter in self._waiters if self._due(waiter) <= now + SLACK}
+        # A wait that joined while the connection was being read is read only once the next round has
+        # checked its account (``_renewed``).
+        due = {
+            waiter.operation_id
+            for waiter in self._waiters - self._unchecked
+            if self._due(waiter) <= now + SLACK
+        }
         group_due = self._group_due is not None and self._group_due <= now + SLACK
         if not due:
             return
@@ -359,8 +365,12 @@ class OperationReader:
             if not self._list_refused:
                 log.warning("Toloka refused a list of operations, reading them one by one: %s", error)
                 self._list_refused = True
-            await self._read_each(hook, set(self._by_id), now)
+            await self._read_each(hook, self._checked_ids(), now)
         return True
+
+    def _checked_ids(self) -> set[str]:
+        """The waited operations with a wait whose account was checked (every one, but the newest)."""
+        return {operation_id for operation_id, waiters in self._by_id.items() if waiters - self._unchecked}
 
     def _listings(self) -> list[str | None]:
         """The types to list; ``None`` (every type) while some waited operation was never read."""
@@ -376,7 +386,7 @@ class OperationReader:
         return sum(self._pages.get((op_type, status), 1) for op_type in self._listings() for status in ACTIVE)
 
     async def _sweep(self, hook: TolokaAsyncHook, now: float) -> None:
-        waited = set(self._by_id)
+        waited = self._checked_ids()
         listed: dict[str, dict[str, Any]] = {}
         for op_type in self._listings():
             for status in ACTIVE:
