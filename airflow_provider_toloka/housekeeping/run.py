@@ -12,6 +12,7 @@ A project that fails is recorded and the others go on; the caller decides what a
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ def run_housekeeping(
     log: Log,
     project_ids: list[str] | None = None,
     max_projects: int | None = None,
+    on_outcome: Callable[[ProjectOutcome], None] | None = None,
 ) -> Report:
     """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report.
 
@@ -63,6 +65,9 @@ def run_housekeeping(
     first. Projects skipped for a reason do not count against it: a project is looked at only while
     the cap, less the projects still being assessed, has room, so the ones left over wait for the
     next run, and the ones archived are the lowest eligible ids whatever the threads' timing.
+
+    ``on_outcome`` hears each project's outcome as it comes, so a caller keeps what was archived even
+    if the run is interrupted (an ``execution_timeout``) before it returns.
     """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
@@ -147,6 +152,8 @@ def run_housekeeping(
                 outcome, tried = future.result()
                 attempted += tried
                 report.add(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
                 handled += 1
                 if handled * 10 // total > (handled - 1) * 10 // total:  # every 10 %
                     log.info("projects handled %d/%d", handled, total)

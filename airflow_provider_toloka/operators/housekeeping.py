@@ -131,17 +131,24 @@ class TolokaHousekeepingOperator(BaseOperator):
         earlier = carry.load() if carry is not None else []
         if earlier:
             self.log.info("%d object(s) archived by an earlier try get their asset events here", len(earlier))
-        report = run_housekeeping(
-            self.hook,
-            min_idle_days=self.min_idle_days,
-            close_open=self.close_open,
-            dry_run=self.plan_only,
-            max_concurrency=self.max_concurrency,
-            poll_interval=self.poll_interval,
-            log=self.log,
-            project_ids=project_ids,
-            max_projects=self.max_projects,
-        )
+        so_far: list[tuple[str, str, str | None]] = []
+        try:
+            report = run_housekeeping(
+                self.hook,
+                min_idle_days=self.min_idle_days,
+                close_open=self.close_open,
+                dry_run=self.plan_only,
+                max_concurrency=self.max_concurrency,
+                poll_interval=self.poll_interval,
+                log=self.log,
+                project_ids=project_ids,
+                max_projects=self.max_projects,
+                on_outcome=lambda outcome: so_far.extend(outcome.objects),
+            )
+        except BaseException:  # stopped part-way (execution_timeout, an error listing the projects)
+            if carry is not None and so_far:
+                carry.save(merge(earlier, so_far))
+            raise
         self.log.info("%s", report.table())
         summary = report.to_dict()
         archived = merge(earlier, report.archived_objects())

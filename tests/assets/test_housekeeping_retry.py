@@ -105,3 +105,65 @@ def test_a_retry_records_the_events_of_what_the_failed_try_archived(
         f"toloka://{host}/projects/2": 1,
         f"toloka://{host}/pools/20": 1,
     }
+
+
+class TaskStateStore:
+    """What the carry uses of Airflow's ``TaskStateStoreAccessor``; it outlives a try, like the real one."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: object, **_: object) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def test_a_try_stopped_part_way_keeps_what_it_archived_for_the_next(toloka_conn, monkeypatch):
+    """Stopped between projects (an execution_timeout, say), the try still leaves what it archived."""
+    from airflow.sdk import AssetAlias
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from task_instance_stub import RecordingTI
+
+    from airflow_provider_toloka.assets import TOLOKA_ARCHIVE_ALIAS
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+    from airflow_provider_toloka.operators.housekeeping import TolokaHousekeepingOperator
+
+    monkeypatch.setattr(housekeeping_run, "utcnow", lambda: pendulum.instance(toloka_conn.now))
+    toloka_conn.operation_duration = 0.1
+    for project_id in ("1", "2"):
+        toloka_conn.add_project(project_id)
+        toloka_conn.add_pool(f"{project_id}0", project_id, status="CLOSED")
+    toloka_conn.advance_clock(40 * 86400)
+    list_pools = TolokaHook.list_pools
+
+    def stopped_at_project_2(hook, project_id, *args, **kwargs):
+        if str(project_id) == "2":
+            raise KeyboardInterrupt  # a BaseException, as Airflow's timeout is to the run
+        return list_pools(hook, project_id, *args, **kwargs)
+
+    store = TaskStateStore()
+
+    def attempt() -> set[str]:
+        events = OutletEventAccessors()
+        operator = TolokaHousekeepingOperator(
+            task_id="h", min_idle_days=30, poll_interval=0.1, max_concurrency=1
+        )
+        operator.execute({"ti": RecordingTI(), "outlet_events": events, "task_state_store": store})
+        return {
+            e.dest_asset_key.uri.split("/", 3)[3]
+            for e in events[AssetAlias(TOLOKA_ARCHIVE_ALIAS)].asset_alias_events
+        }
+
+    monkeypatch.setattr(TolokaHook, "list_pools", stopped_at_project_2)
+    with pytest.raises(KeyboardInterrupt):
+        attempt()
+    assert toloka_conn.object("project", "1")["status"] == "ARCHIVED"
+    monkeypatch.setattr(TolokaHook, "list_pools", list_pools)
+
+    assert attempt() == {"projects/1", "pools/10", "projects/2", "pools/20"}
+    assert store.values == {}, "recorded, then forgotten"
