@@ -11,8 +11,10 @@ What common-compat does not cover lives here:
 - ``aget_connection_and_extra``: reading a connection inside the triggerer's event loop. Airflow 3.0 has
   no ``BaseHook.aget_connection``; on 3.1 to 3.3.1 it masks secrets with a blocking call; only 3.3.2+
   reads and masks without blocking. common-compat picks the right way for each, except in Airflow 3.0's
-  triggerer, where its way (the blocking read in a worker thread) can hang the whole triggerer (see
-  ``_aget_connection_in_3_0_triggerer``). Every read has a time limit (``CONNECTION_READ_TIMEOUT``).
+  triggerer, where its way (the blocking read in a worker thread) can hang the whole triggerer on 3.0.0 to
+  3.0.2: there every 3.0.x reads on the loop through the triggerer's channel, and a 3.0 triggerer of an
+  unknown shape is refused (see ``_aget_connection_in_3_0_triggerer``). Every read has a time limit
+  (``CONNECTION_READ_TIMEOUT``).
 - ``connection_form_widgets`` / ``ui_field_behaviour``: Airflow 3.0 and 3.1 draw a connection form from
   the hook's ``get_connection_form_widgets`` / ``get_ui_field_behaviour``; 3.2+ reads the declarative
   ``conn-fields`` / ``ui-field-behaviour`` of ``get_provider_info`` and never calls them. Both are made
@@ -68,10 +70,18 @@ async def _aget_connection_and_extra(conn_id: str) -> tuple[Connection, dict[str
     return conn, await get_async_extra_dejson(conn)
 
 
-def _trigger_runner_3_0() -> Any:
-    """Airflow 3.0's ``TriggerRunner`` when this loop is its triggerer's, else ``None``.
+# The two shapes of Airflow 3.0's ``TriggerRunner``, read from each 3.0.x wheel (``docs/compatibility.md``).
+STREAMS = "streams"  # 3.0.0 to 3.0.2: ``requests_sock``, ``response_sock`` and ``decoder`` (JSON lines)
+FRAMES = "frames"  # 3.0.3 to 3.0.6: ``comms_decoder.asend`` (length-prefixed frames with request ids)
+_STREAM_ATTRIBUTES = ("requests_sock", "response_sock", "decoder")
 
-    3.0 keeps it nowhere but in the frame of its main coroutine, ``TriggerRunner.arun``.
+
+def _trigger_runner_3_0() -> tuple[str, Any] | None:
+    """Airflow 3.0's ``TriggerRunner`` and its shape when this loop is its triggerer's, else ``None``.
+
+    3.0 keeps the runner nowhere but in the frame of its main coroutine, ``TriggerRunner.arun``. A runner
+    of neither known shape is refused (``AirflowException``): falling back to Airflow's own read would
+    silently risk the hang this module exists to avoid.
     """
     from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
@@ -80,44 +90,63 @@ def _trigger_runner_3_0() -> Any:
     for task in asyncio.all_tasks():
         coro = task.get_coro()
         frame = getattr(coro, "cr_frame", None)
-        if getattr(coro, "__qualname__", "") == "TriggerRunner.arun" and frame is not None:
-            runner = frame.f_locals.get("self")
-            # The 3.0.0 shape this works with; any other 3.0.x keeps Airflow's own read.
-            if all(hasattr(runner, name) for name in ("requests_sock", "response_sock", "decoder")):
-                return runner
+        if getattr(coro, "__qualname__", "") != "TriggerRunner.arun" or frame is None:
+            continue
+        runner = frame.f_locals.get("self")
+        if all(hasattr(runner, name) for name in _STREAM_ATTRIBUTES):
+            return STREAMS, runner
+        if callable(getattr(getattr(runner, "comms_decoder", None), "asend", None)):
+            return FRAMES, runner
+        from airflow import __version__ as airflow_version
+        from airflow.providers.common.compat.sdk import AirflowException
+
+        raise AirflowException(
+            f"Airflow {airflow_version}'s triggerer is of a shape this provider does not know (it knows "
+            "3.0.0 to 3.0.6), so it will not read a connection there: Airflow's own read in 3.0.0 to 3.0.2 "
+            "can hang the whole triggerer. Upgrade Airflow to 3.1 or later, or run the task with "
+            "deferrable=False; see docs/compatibility.md."
+        )
     return None
 
 
 async def _aget_connection_in_3_0_triggerer(conn_id: str) -> Connection | None:
     """A connection read in Airflow 3.0's triggerer, through the triggerer's own asynchronous channel.
 
-    Airflow 3.0 (fixed in 3.1, whose triggerer routes every supervisor request through its event loop)
-    reads a trigger's connection in a worker thread that sends the request and then reads the answer from
-    the triggerer's stdin itself, holding the supervisor channel's lock. But the event loop also reads that
-    stdin (non-blocking, for its own answers): when the loop gets the answer first, the thread spins on an
-    empty non-blocking read forever, still holding the lock, and the loop waits on the lock to report
-    trigger events. Every deferred task of that triggerer then stays deferred, with nothing in any log.
-    Here the request goes out and its answer is read the way the triggerer reads its own (under the
-    same lock, on the loop), so there is one reader of stdin. ``None`` outside 3.0's triggerer.
+    Airflow 3.0.0 to 3.0.2 (fixed in 3.0.3 and 3.1, whose triggerers route every supervisor request
+    through their event loop) read a trigger's connection in a worker thread that sends the request and
+    then reads the answer from the triggerer's stdin itself, holding the supervisor channel's lock. But the
+    event loop also reads that stdin (non-blocking, for its own answers): when the loop gets the answer
+    first, the thread spins on an empty non-blocking read forever, still holding the lock, and the loop
+    waits on the lock to report trigger events. Every deferred task of that triggerer then stays
+    deferred, with nothing in any log. Here the request goes out and its answer is read the way the
+    triggerer reads its own (under the same lock, on the loop), so there is one reader of stdin. On 3.0.3
+    to 3.0.6 the read goes through the runner's ``comms_decoder.asend``, on the loop too, without the
+    worker thread Airflow's own read would take. ``None`` outside 3.0's triggerer.
     """
-    runner = _trigger_runner_3_0()
-    if runner is None:
+    found = _trigger_runner_3_0()
+    if found is None:
         return None
+    shape, runner = found
     from airflow.sdk.exceptions import ErrorType
     from airflow.sdk.execution_time.comms import ConnectionResult, ErrorResponse, GetConnection
     from airflow.sdk.execution_time.context import _convert_connection_result_conn  # type: ignore[attr-defined]
     from airflow.sdk.execution_time.secrets_masker import mask_secret
     from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
-    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
     from asgiref.sync import sync_to_async
 
     # The secrets backends first, as Airflow does (they never use the channel, but may block: a thread).
     conn = await sync_to_async(_from_secrets_backends)(conn_id, ensure_secrets_backend_loaded())
     if conn is None:
-        async with SUPERVISOR_COMMS.lock:  # type: ignore[attr-defined]
-            runner.requests_sock.write(GetConnection(conn_id=conn_id).model_dump_json().encode() + b"\n")
-            line = await runner.response_sock.readline()
-        answer = runner.decoder.validate_json(line)
+        request = GetConnection(conn_id=conn_id)
+        if shape == STREAMS:
+            from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+            async with SUPERVISOR_COMMS.lock:  # type: ignore[attr-defined]
+                runner.requests_sock.write(request.model_dump_json().encode() + b"\n")
+                line = await runner.response_sock.readline()
+            answer = runner.decoder.validate_json(line)
+        else:
+            answer = await runner.comms_decoder.asend(request)
         if isinstance(answer, ErrorResponse):
             from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException
 
@@ -131,7 +160,7 @@ async def _aget_connection_in_3_0_triggerer(conn_id: str) -> Connection | None:
         mask_secret(conn.password)
     if conn.extra:
         mask_secret(conn.extra)
-    log.info("Connection %r read through Airflow 3.0's triggerer channel", conn_id)
+    log.info("Connection %r read through Airflow 3.0's triggerer channel (%s)", conn_id, shape)
     return conn
 
 

@@ -121,7 +121,8 @@ def retry_policy(
     A 429 for a MIN quota without ``Retry-After`` waits the whole minute (toloka-kit does the same): the
     exponential back-off would spend every retry inside the window. An HOUR or DAY quota is raised at once
     (``TolokaQuotaExhausted``), unless ``wait_out_quota`` and it resets before ``deadline`` (Unix time, the
-    task's own; ``None``: none): then it is waited out, once per attempt.
+    task's own; ``None``: none): then it is waited out, once per attempt. Still there when the attempts
+    run out (``max_retries=0`` included), it is raised as the ``TolokaQuotaExhausted`` it is.
     """
     from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -132,6 +133,9 @@ def retry_policy(
 
     def give_up(state: RetryCallState) -> None:
         error = error_of(state)
+        if isinstance(error, TolokaQuotaExhausted):
+            # Waited out on every attempt and still there: say which quota and when it resets.
+            raise error
         raise TolokaRetriesExhausted(
             method=method, path=path, attempts=state.attempt_number, last_fault=describe_fault(error)
         ) from error

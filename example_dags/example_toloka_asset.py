@@ -7,6 +7,10 @@ the archiving DAG needs no ``outlets``. This DAG runs after any task anywhere ar
 
 The URI is built from the connection (``toloka_asset_uri``), never spelt by hand:
 ``toloka://toloka.dev/projects/1003`` in production, the emulator's host:port under ``./dev demo``.
+So the ``toloka_default`` connection must exist where the DAG is parsed: without it this file fails to
+import, naming the connection, rather than guess a host and wait on an asset nothing ever updates. To
+depend on no connection, build the URI from the API URL you know:
+``uri_for("https://toloka.dev", "project", 1003)`` (``airflow_provider_toloka.assets``).
 To react to every archive instead, schedule on ``AssetAlias("toloka_archive")``. See docs/assets.md.
 """
 
@@ -20,11 +24,8 @@ from airflow.sdk import DAG, Asset, task
 from airflow_provider_toloka.assets import toloka_asset_uri
 
 PROJECT_ID = os.environ.get("TOLOKA_PROJECT_ID", "1003")
-try:
-    # Reads the connection (not its token) at parse time, to know the API host.
-    PROJECT = Asset(toloka_asset_uri("project", PROJECT_ID))
-except Exception:  # no toloka_default connection where the DAG is parsed: production's host.
-    PROJECT = Asset(f"toloka://toloka.dev/projects/{PROJECT_ID}")
+# Reads the connection (not its token) at parse time, to know the API host; raises if it is missing.
+PROJECT = Asset(toloka_asset_uri("project", PROJECT_ID))
 
 with DAG(
     dag_id="example_toloka_asset",

@@ -41,10 +41,11 @@ def test_demo_runs_every_example_and_reports_each_object():
     assert "project 1104     ACTIVE     ACTIVE" in demo.stdout
 
 
-def test_the_housekeeping_example_runs_alone_in_its_place_and_the_others_two_at_a_time():
+def test_the_housekeeping_example_runs_alone_in_its_place_and_the_others_two_at_a_time(toloka_conn):
     from demo import _waves  # tests/demo.py: pyproject.toml puts tests/ on the path
 
     # Housekeeping reads the whole account: beside another example it would find objects half archived.
+    # (The asset example reads toloka_default when parsed: toloka_conn provides it.)
     assert _waves(str(EXAMPLES)) == [
         [
             "example_toloka_archive",

@@ -98,10 +98,18 @@ def test_the_housekeeping_page_builds_the_operator_it_describes():
         max_concurrency=8,  # projects handled at once (1-64)
         poll_interval=10,  # longest pause between polls of running archives (s)
         toloka_conn_id="toloka_default",
+        project_ids=None,  # only these projects (e.g. an approved dry run's `archived`); templated
+        max_projects=None,  # archive at most this many projects per run, lowest eligible ids first
+        wait_out_quota=False,  # True: wait out an HOUR/DAY quota 429 that resets before execution_timeout
     )
     # [END housekeeping_parameters]
     assert (housekeeping.min_idle_days, housekeeping.close_open, housekeeping.plan_only) == (30, False, False)
     assert (housekeeping.max_concurrency, housekeeping.poll_interval) == (8, 10)
+    assert (housekeeping.project_ids, housekeeping.max_projects, housekeeping.wait_out_quota) == (
+        None,
+        None,
+        False,
+    )
 
 
 def test_a_big_mapped_archive_keeps_to_its_share_of_the_pool():

@@ -31,7 +31,7 @@ def load_dag(name: str):
     return for_dag_test(module.dag)
 
 
-def test_examples_import_without_errors():
+def test_examples_import_without_errors(toloka_conn):
     from airflow_provider_toloka.compat import dag_bag
 
     bag = dag_bag(str(EXAMPLES))
@@ -40,7 +40,7 @@ def test_examples_import_without_errors():
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAG_IDS))
-def test_every_example_task_runs_in_the_pool_named_by_toloka_pool(monkeypatch, dag_id):
+def test_every_example_task_runs_in_the_pool_named_by_toloka_pool(toloka_conn, monkeypatch, dag_id):
     monkeypatch.setenv("TOLOKA_POOL", "toloka")
     assert {task.pool for task in load_dag(dag_id).tasks} == {"toloka"}
     monkeypatch.delenv("TOLOKA_POOL")
@@ -364,3 +364,16 @@ def test_housekeeping_example_archives_nothing_when_the_plan_is_rejected(
     assert demo.operations(type="PROJECT.ARCHIVE") == []
     for project_id in ("1101", "1102"):
         assert demo.object("project", project_id)["status"] == "ACTIVE"
+
+
+def test_the_asset_example_needs_the_connection_and_never_guesses_a_host(monkeypatch):
+    """Without ``toloka_default`` where it is parsed, the asset example fails to import, naming the
+    connection: scheduling on a hand-written production URI would wait on an asset nothing updates."""
+    from airflow_provider_toloka.compat import dag_bag
+
+    monkeypatch.delenv("AIRFLOW_CONN_TOLOKA_DEFAULT", raising=False)
+    bag = dag_bag(str(EXAMPLES / "example_toloka_asset.py"))
+
+    assert "example_toloka_asset" not in bag.dags
+    [error] = bag.import_errors.values()
+    assert "toloka_default" in error

@@ -22,7 +22,9 @@ it, so a quick operation is seen within a tenth of a second, while an hour-long 
 A Toloka outage does not wake anyone: the operations keep running in Toloka, so a poll whose read
 fails with a transient fault (429, 5xx, dropped connection, time-out) leaves every worker waiting and
 tries again later, backing off towards ``max_interval``; the outage is logged when it begins and when
-it ends. Only a refusal (any other 4xx) ends the waits, through ``abort``.
+it ends. An HOUR or DAY quota (``TolokaQuotaExhausted``) is waited out until it resets when the hook's
+``wait_out_quota`` allows it (it resets before the task's deadline), and otherwise ends the waits like a
+refusal (any other 4xx), through ``abort``.
 
 Why not ``triggers/reader.py``, which also reads operations by page: that reader serves coroutines on
 the triggerer's one event loop, through the async hook, with each trigger's own pace and deadline. Here
@@ -127,9 +129,14 @@ class OperationWatcher:
         try:
             finished = self._read(waiting)
         except Exception as error:
-            if not self.hook.is_transient(error):
+            if self.hook.may_wait_out(error):
+                # An HOUR or DAY quota that resets before the task's deadline (``wait_out_quota``).
+                pause = error.resets_in  # type: ignore[attr-defined]
+                self.hook.log.warning("%s; waiting %.0f s for it (wait_out_quota)", error, pause)
+            elif not self.hook.is_transient(error):
                 raise
-            pause = self._outage.failed(error)
+            else:
+                pause = self._outage.failed(error)
             with self._lock:
                 self._due = self.clock() + pause
             return

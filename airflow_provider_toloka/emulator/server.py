@@ -191,6 +191,13 @@ class TolokaEmulator:
     def token(self) -> str:
         return self.tokens[0]
 
+    def rotate_token(self, new_token: str) -> None:
+        """Accept only ``new_token`` from now on, as after a rotation: the old token answers 401."""
+        if not isinstance(new_token, str) or not new_token.strip():
+            raise ValueError(f"new_token must be a non-empty string, got {new_token!r}")
+        self.tokens = (new_token,)
+        self._gate.tokens = frozenset(self.tokens)
+
     def airflow_conn_json(self, auth_scheme: str = "OAuth") -> str:
         """The value for ``AIRFLOW_CONN_TOLOKA_DEFAULT`` that points the provider at this emulator."""
         return json.dumps(

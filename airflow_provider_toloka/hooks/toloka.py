@@ -437,8 +437,19 @@ class TolokaHook(BaseHook):
 
     def _may_wait_out(self, error: TolokaQuotaExhausted, wait_deadline: pendulum.DateTime | None) -> bool:
         """``wait_out_quota`` is on and the quota resets before both the task's and this wait's deadline."""
-        wait_until = None if wait_deadline is None else wait_deadline.timestamp()
-        return self.wait_out_quota and quota_fits(error, self.deadline, wait_until)
+        return self.may_wait_out(error, None if wait_deadline is None else wait_deadline.timestamp())
+
+    def may_wait_out(self, error: BaseException, *deadlines: float | None) -> bool:
+        """Whether ``error`` is an HOUR or DAY quota this hook waits out (``wait_out_quota``): one that
+        resets before the task's ``deadline`` and each of ``deadlines`` (Unix times; ``None``: none).
+
+        For callers that read with ``retry=False`` and wait themselves (the cascade's watcher).
+        """
+        return (
+            isinstance(error, TolokaQuotaExhausted)
+            and self.wait_out_quota
+            and quota_fits(error, self.deadline, *deadlines)
+        )
 
     def operation_failed(self, operation: dict[str, Any]) -> TolokaOperationFailed:
         """The error for a FAIL operation, with Toloka's log of it attached when it can be read."""

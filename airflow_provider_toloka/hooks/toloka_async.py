@@ -24,6 +24,7 @@ picked up within minutes even on a triggerer that is never idle.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -53,6 +54,8 @@ from airflow_provider_toloka.validation import validate_id
 
 MAX_CONNECTIONS = 25
 MAX_AGE = 300.0
+# ``account`` left at the connection's own ``act_under_account_id`` (``shared_client``).
+OWN_ACCOUNT: object = object()
 
 
 @dataclass
@@ -91,9 +94,19 @@ _Registry = dict[str, "asyncio.Task[SharedClient]"]
 _registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = weakref.WeakKeyDictionary()
 
 
-async def _open(conn_id: str) -> SharedClient:
+async def read_settings(conn_id: str) -> TolokaConnectionSettings:
+    """The connection as it is now: one read, without blocking the loop (``compat``)."""
     conn, extra = await compat.aget_connection_and_extra(conn_id)
-    settings = TolokaConnectionSettings.from_connection(conn, extra=extra)
+    return TolokaConnectionSettings.from_connection(conn, extra=extra)
+
+
+async def _open(
+    conn_id: str, settings: TolokaConnectionSettings | None, account: str | object | None
+) -> SharedClient:
+    if settings is None:
+        settings = await read_settings(conn_id)
+    if account is not OWN_ACCOUNT:
+        settings = dataclasses.replace(settings, act_under_account_id=account)  # type: ignore[arg-type]
     client = httpx.AsyncClient(
         base_url=settings.api_url,
         headers=settings.headers,
@@ -105,25 +118,43 @@ async def _open(conn_id: str) -> SharedClient:
     return SharedClient(settings, client, pacer=AsyncPacer(settings.requests_per_second))
 
 
-def _needs_opening(opening: asyncio.Task[SharedClient] | None) -> bool:
+def _needs_opening(
+    opening: asyncio.Task[SharedClient] | None, settings: TolokaConnectionSettings | None
+) -> bool:
     if opening is None:
         return True
     if not opening.done():
         return False
-    return opening.cancelled() or opening.exception() is not None or opening.result().expired
+    if opening.cancelled() or opening.exception() is not None or opening.result().expired:
+        return True
+    # Read afresh by the caller and different (a rotated token): the old client must not be handed out.
+    return settings is not None and opening.result().settings != settings
 
 
 @asynccontextmanager
-async def shared_client(conn_id: str) -> AsyncIterator[SharedClient]:
+async def shared_client(
+    conn_id: str,
+    *,
+    settings: TolokaConnectionSettings | None = None,
+    account: str | object | None = OWN_ACCOUNT,
+) -> AsyncIterator[SharedClient]:
     """The loop's client for ``conn_id``; the connection is read once however many triggers start together.
 
     Raises what reading the connection raises (``AirflowNotFoundException``, ``ValueError`` for an
     unusable one); the next trigger then tries again.
+
+    :param settings: the connection as the caller just read it: a shared client made from anything else
+        (an older token, another account) is replaced by one made from these (no second read).
+    :param account: act under this account instead of the connection's ``act_under_account_id`` (a
+        separate client): for waits on operations an earlier account started.
     """
     registry = _registries.setdefault(asyncio.get_running_loop(), {})
-    opening = registry.get(conn_id)
-    if _needs_opening(opening):
-        opening = registry[conn_id] = asyncio.ensure_future(_open(conn_id))
+    key = conn_id if account is OWN_ACCOUNT else f"{conn_id}\x00account={account}"
+    if settings is not None and account is not OWN_ACCOUNT:
+        settings = dataclasses.replace(settings, act_under_account_id=account)  # type: ignore[arg-type]
+    opening = registry.get(key)
+    if _needs_opening(opening, settings):
+        opening = registry[key] = asyncio.ensure_future(_open(conn_id, settings, account))
     assert opening is not None
     # Shielded: a trigger cancelled while the connection is read must not cancel it for the others.
     shared = await asyncio.shield(opening)
@@ -133,8 +164,8 @@ async def shared_client(conn_id: str) -> AsyncIterator[SharedClient]:
     finally:
         shared.users -= 1
         if shared.users == 0:
-            if registry.get(conn_id) is opening:
-                del registry[conn_id]
+            if registry.get(key) is opening:
+                del registry[key]
             await shared.client.aclose()
 
 
@@ -152,6 +183,10 @@ class TolokaAsyncHook(BaseHook):
         itself (the shared reader of ``triggers.reader``).
     :param pacer: waited on before each request, for a user whose pace outlives one client (the shared
         reader); ``None`` keeps the connection's ``requests_per_second`` with every other hook of this loop.
+    :param settings: the connection as the caller just read it (``read_settings``): used instead of a
+        shared client that holds another token.
+    :param account: act under this account, not the connection's ``act_under_account_id`` (the shared
+        reader, for waits an earlier account started); default: the connection's.
     """
 
     def __init__(
@@ -162,9 +197,13 @@ class TolokaAsyncHook(BaseHook):
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         max_retries: int | None = None,
         pacer: AsyncPacer | None = None,
+        settings: TolokaConnectionSettings | None = None,
+        account: str | object | None = OWN_ACCOUNT,
     ) -> None:
         super().__init__()
         self.toloka_conn_id = toloka_conn_id
+        self._fresh_settings = settings
+        self._account = account
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self.max_retries = max_retries
@@ -173,7 +212,9 @@ class TolokaAsyncHook(BaseHook):
         self._shared: SharedClient | None = None
 
     async def __aenter__(self) -> TolokaAsyncHook:
-        self._borrowed = shared_client(self.toloka_conn_id)
+        self._borrowed = shared_client(
+            self.toloka_conn_id, settings=self._fresh_settings, account=self._account
+        )
         self._shared = await self._borrowed.__aenter__()
         return self
 

@@ -42,6 +42,8 @@ class Report:
         self.now = now
         self._lock = threading.Lock()
         self._outcomes: dict[str, ProjectOutcome] = {}
+        # Active projects not looked at because ``max_projects`` was reached: the next run's.
+        self.not_checked = 0
 
     def add(self, outcome: ProjectOutcome) -> None:
         with self._lock:
@@ -82,6 +84,7 @@ class Report:
                 "archived": len(archived),
                 "skipped": sum(len(ids) for ids in skipped.values()),
                 "failed": len(failed),
+                "not_checked": self.not_checked,
             },
             "archived": archived,
             "skipped": skipped,
@@ -98,6 +101,7 @@ class Report:
             "outcomes": [
                 [o.project_id, o.reason, o.detail, [list(obj) for obj in o.objects]] for o in self._sorted()
             ],
+            "not_checked": self.not_checked,
         }
 
     @classmethod
@@ -113,6 +117,7 @@ class Report:
         )
         for project_id, reason, detail, objects in state["outcomes"]:
             report.add(ProjectOutcome(project_id, reason, detail, tuple((k, i, op) for k, i, op in objects)))
+        report.not_checked = state.get("not_checked", 0)
         return report
 
     def table(self) -> str:
@@ -126,6 +131,10 @@ class Report:
             f"{counts['skipped']} skipped, {counts['failed']} failed "
             f"(min_idle_days={self.min_idle_days:g}, close_open={self.close_open})"
         )
+        if self.not_checked:
+            heading += (
+                f"; max_projects reached: {self.not_checked} more active project(s) left for the next run"
+            )
         rows = [(o.project_id, self._label(o), o.detail) for o in self._sorted()]
         if not rows:
             return heading

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -55,15 +57,22 @@ def run_housekeeping(
     log: Log,
     project_ids: list[str] | None = None,
     max_projects: int | None = None,
+    on_outcome: Callable[[ProjectOutcome], None] | None = None,
     stop: threading.Event | None = None,
 ) -> Report:
     """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report.
 
     ``project_ids`` limits the run to those projects (a plan a person approved); each is assessed
     again, so one that changed since is skipped with its reason. ``max_projects`` caps the projects
-    handled, lowest ids first; the rest wait for the next run. ``stop``, once set, starts no further
-    project and stops the running cascades (``CascadeRunner``'s ``stop``): the triggerer sets it when it
-    cancels a deferred run.
+    archived (or attempted: held back, failed; in a dry run, those it would archive), lowest ids
+    first. Projects skipped for a reason do not count against it: a project is looked at only while
+    the cap, less the projects still being assessed, has room, so the ones left over wait for the
+    next run, and the ones archived are the lowest eligible ids whatever the threads' timing.
+
+    ``on_outcome`` hears each project's outcome as it comes, so a caller keeps what was archived even
+    if the run is interrupted (an ``execution_timeout``) before it returns. ``stop``, once set, starts
+    no further project and stops the running cascades (``CascadeRunner``'s ``stop``): the triggerer sets
+    it when it cancels a deferred run.
     """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
@@ -73,17 +82,13 @@ def run_housekeeping(
         missing = sorted(wanted - {str(p.get("id")) for p in projects})
         if missing:
             log.warning("Not among the active projects (archived or gone since?): %s", ", ".join(missing))
-    if max_projects is not None and len(projects) > max_projects:
-        projects.sort(key=lambda p: id_order(str(p.get("id"))))
-        log.info(
-            "max_projects=%d: %d project(s) left for the next run", max_projects, len(projects) - max_projects
-        )
-        projects = projects[:max_projects]
+    projects.sort(key=lambda p: id_order(str(p.get("id"))))
     report = Report(dry_run=dry_run, min_idle_days=min_idle_days, close_open=close_open, now=now)
     log.info(
-        "%d active project(s); handling up to %d at once%s",
+        "%d active project(s); handling up to %d at once%s%s",
         len(projects),
         max_concurrency,
+        "" if max_projects is None else f", archiving at most {max_projects}",
         " (dry run: nothing will be changed)" if dry_run else "",
     )
     if not projects:
@@ -91,10 +96,12 @@ def run_housekeeping(
     hook.get_conn()  # threads share the hook: make its session before they start
     per_project = operations_per_project(max_concurrency)
 
-    def handle(project: dict[str, Any]) -> ProjectOutcome:
+    def handle(project: dict[str, Any]) -> tuple[ProjectOutcome, bool]:
+        """The project's outcome, and whether it counts against ``max_projects`` (archive attempted)."""
         project_id = str(project.get("id"))
         if stop is not None and stop.is_set():
-            return ProjectOutcome(project_id, FAILED, "not handled: the run was stopped")
+            return ProjectOutcome(project_id, FAILED, "not handled: the run was stopped"), False
+        attempted = False
         try:
             verdict = assess(
                 project,
@@ -104,8 +111,9 @@ def run_housekeeping(
                 min_idle_days=min_idle_days,
                 now=now,
             )
+            attempted = verdict.reason is None
             if verdict.reason is not None or dry_run:
-                return ProjectOutcome(project_id, verdict.reason, verdict.detail)
+                return ProjectOutcome(project_id, verdict.reason, verdict.detail), attempted
             runner = CascadeRunner(
                 hook,
                 max_concurrency=per_project,
@@ -115,27 +123,57 @@ def run_housekeeping(
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
-            return ProjectOutcome(
+            outcome = ProjectOutcome(
                 project_id, None, f"{verdict.detail}; {archived}", tuple(cascade_objects(done))
             )
         except TolokaCascadeHeldBack as error:
             # Pools archived before the hold-back are archived: their events are true, the project's is not.
             partial = tuple(obj for obj in cascade_objects(error.summary) if obj[0] != "project")
-            return ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
+            outcome = ProjectOutcome(project_id, REJECTION_WINDOW, _held_back(error), partial)
         except TolokaCascadeFailed as error:
-            return ProjectOutcome(project_id, FAILED, _short(error))
+            # What it archived is seen again, already archived, when a retry plans the project anew.
+            outcome = ProjectOutcome(project_id, FAILED, _short(error))
         except Exception as error:  # one project's trouble must not stop the others
-            return ProjectOutcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+            outcome = ProjectOutcome(project_id, FAILED, f"{type(error).__name__}: {_short(error)}")
+        return outcome, attempted
 
+    queue = deque(projects)
+    attempted = handled = 0
+    total = len(projects)
     with ThreadPoolExecutor(
-        max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"
+        max_workers=min(max_concurrency, total), thread_name_prefix="toloka-housekeeping"
     ) as pool:
-        # In the caller's context: in the triggerer, that routes log lines to the task's log.
-        futures = [pool.submit(contextvars.copy_context().run, handle, project) for project in projects]
-        for done, future in enumerate(as_completed(futures), start=1):
-            report.add(future.result())
-            if done * 10 // len(projects) > (done - 1) * 10 // len(projects):  # every 10 %
-                log.info("projects handled %d/%d", done, len(projects))
+        in_flight: set[Future[tuple[ProjectOutcome, bool]]] = set()
+        while True:
+            # Each project in flight may still turn out to need archiving: start another only if the
+            # cap has room for all of them, so a later id never takes a lower eligible id's place.
+            while (
+                queue
+                and len(in_flight) < max_concurrency
+                and (max_projects is None or attempted + len(in_flight) < max_projects)
+            ):
+                # In the caller's context: in the triggerer, that routes log lines to the task's log.
+                in_flight.add(pool.submit(contextvars.copy_context().run, handle, queue.popleft()))
+            if not in_flight:
+                break
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcome, tried = future.result()
+                attempted += tried
+                report.add(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+                handled += 1
+                if handled * 10 // total > (handled - 1) * 10 // total:  # every 10 %
+                    log.info("projects handled %d/%d", handled, total)
+    if queue:
+        report.not_checked = len(queue)
+        log.info(
+            "max_projects=%d reached: %d project(s) not looked at, left for the next run (from %s)",
+            max_projects,
+            len(queue),
+            queue[0].get("id"),
+        )
     return report
 
 

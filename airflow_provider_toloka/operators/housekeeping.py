@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_toloka.hooks.toloka import TolokaHook
     from airflow_provider_toloka.housekeeping import Report
+    from airflow_provider_toloka.housekeeping.carry import Carry
 
 DEFAULT_MAX_CONCURRENCY = 8
 # Projects handled at once; each of them gets an even share of the cascade's operations in flight.
@@ -69,7 +70,9 @@ class TolokaHousekeepingOperator(BaseOperator):
         ``[operators] default_deferrable``.
 
     Every archived object (pools, trainings, project) gets an event of its ``toloka://`` asset through
-    the ``toloka_archive`` alias (see ``docs/assets.md``); a dry run records none.
+    the ``toloka_archive`` alias (see ``docs/assets.md``); a dry run records none. A try that fails keeps
+    what it archived (``task_state_store`` on 3.3+, an Airflow Variable below) and the next try that
+    succeeds records those events too.
     """
 
     template_fields: Sequence[str] = ("toloka_conn_id", "project_ids")
@@ -128,22 +131,31 @@ class TolokaHousekeepingOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_toloka.housekeeping import run_housekeeping
+        from airflow_provider_toloka.housekeeping.carry import merge
 
         project_ids = _validate_project_ids(self.project_ids)
         if self.deferrable:
             self._defer(project_ids)
-        report = run_housekeeping(
-            self.hook,
-            min_idle_days=self.min_idle_days,
-            close_open=self.close_open,
-            dry_run=self.plan_only,
-            max_concurrency=self.max_concurrency,
-            poll_interval=self.poll_interval,
-            log=self.log,
-            project_ids=project_ids,
-            max_projects=self.max_projects,
-        )
-        return self._record(context, report)
+        carry, earlier = self._carried(context)
+        so_far: list[tuple[str, str, str | None]] = []
+        try:
+            report = run_housekeeping(
+                self.hook,
+                min_idle_days=self.min_idle_days,
+                close_open=self.close_open,
+                dry_run=self.plan_only,
+                max_concurrency=self.max_concurrency,
+                poll_interval=self.poll_interval,
+                log=self.log,
+                project_ids=project_ids,
+                max_projects=self.max_projects,
+                on_outcome=lambda outcome: so_far.extend(outcome.objects),
+            )
+        except BaseException:  # stopped part-way (execution_timeout, an error listing the projects)
+            if carry is not None and so_far:
+                carry.save(merge(earlier, so_far))
+            raise
+        return self._record(context, report, carry, earlier)
 
     def _defer(self, project_ids: list[str] | None) -> None:
         """Hand the whole pass to the triggerer; the task resumes in ``execute_complete``."""
@@ -181,20 +193,43 @@ class TolokaHousekeepingOperator(BaseOperator):
             )
         if event["status"] == "error":
             raise TolokaError(f"Housekeeping failed in the triggerer: {event.get('message')}")
-        return self._record(context, Report.from_state(unpack(event["packed"])))
+        carry, earlier = self._carried(context)
+        return self._record(context, Report.from_state(unpack(event["packed"])), carry, earlier)
 
-    def _record(self, context: Context, report: Report) -> dict[str, Any]:
+    def _carried(self, context: Context) -> tuple[Carry | None, list[tuple[str, str, str | None]]]:
+        """What earlier tries archived and could not record (they failed): recorded when this one succeeds."""
+        from airflow_provider_toloka.housekeeping.carry import carry_for
+
+        carry = None if self.plan_only else carry_for(context)
+        earlier = carry.load() if carry is not None else []
+        if earlier:
+            self.log.info("%d object(s) archived by an earlier try get their asset events here", len(earlier))
+        return carry, earlier
+
+    def _record(
+        self,
+        context: Context,
+        report: Report,
+        carry: Carry | None,
+        earlier: list[tuple[str, str, str | None]],
+    ) -> dict[str, Any]:
         """Log the table, record the asset events, return the summary or fail naming the failures."""
         from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
+        from airflow_provider_toloka.housekeeping.carry import merge
 
         self.log.info("%s", report.table())
         summary = report.to_dict()
-        if not self.plan_only:
-            record_archived(context, self.hook.settings.api_url, report.archived_objects())
+        archived = merge(earlier, report.archived_objects())
         if summary["failed"]:
+            if carry is not None and archived:
+                carry.save(archived)  # Airflow drops a failed task's events: the retry records these
             # A failed task pushes no return value: push it here, so a downstream task can read it.
             context["ti"].xcom_push(key="return_value", value=summary)
             raise TolokaHousekeepingFailed(summary)
+        if not self.plan_only:
+            record_archived(context, self.hook.settings.api_url, archived)
+            if earlier and carry is not None:
+                carry.clear()
         return summary
 
 

@@ -72,6 +72,7 @@ class TolokaOperationSensor(BaseSensorOperator):
         self.operation_id = operation_id
         self.toloka_conn_id = toloka_conn_id
         self._link_persisted = False
+        self._deadline_set = False
         self.deferrable = deferrable
         if deferrable:  # poke mode accepts 0; the trigger must not spin, so refuse it here, not at defer
             validate_seconds("poke_interval", self.poke_interval)
@@ -81,11 +82,30 @@ class TolokaOperationSensor(BaseSensorOperator):
     def hook(self) -> TolokaHook:
         from airflow_provider_toloka.hooks.toloka import TolokaHook
 
+        # ``poke`` moves the deadline to the first poke's in reschedule mode (``_deadline``).
         return TolokaHook(
             toloka_conn_id=self.toloka_conn_id,
             wait_out_quota=self.wait_out_quota,
             deadline=task_deadline(self.execution_timeout, self.timeout),
         )
+
+    def _deadline(self, context: Context) -> float | None:
+        """When Airflow stops this sensor: its ``timeout`` counted from the first poke, or this poke's
+        ``execution_timeout``, whichever comes first.
+
+        In ``reschedule`` mode every poke is a new process, while Airflow counts ``timeout`` from the
+        first poke (``get_first_reschedule_date``) and ``execution_timeout`` per poke: a deadline counted
+        from this poke would let ``wait_out_quota`` approve a wait past the sensor's real timeout.
+        """
+        timeout = self.timeout
+        first_poke = None
+        if self.reschedule and context.get("task_reschedule_count"):
+            first_poke = getattr(context["ti"], "get_first_reschedule_date", lambda _: None)(context)
+        if first_poke is not None:
+            spent = time.time() - first_poke.timestamp()
+            # A spent timeout is a deadline of now (0 would read as "no timeout").
+            timeout = max(timeout - spent, 1e-3)
+        return task_deadline(self.execution_timeout, timeout)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if self.operation_id in _NO_OPERATION:
@@ -97,6 +117,9 @@ class TolokaOperationSensor(BaseSensorOperator):
             )
             return PokeReturnValue(is_done=True, xcom_value=None)
         operation_id = validate_id("operation_id", self.operation_id)
+        if not self._deadline_set:  # once per process: every reschedule-mode poke is a new one
+            self.hook.deadline = self._deadline(context)
+            self._deadline_set = True
         try:
             operation = self.hook.get_operation(operation_id)
         except TolokaRetriesExhausted as error:

@@ -18,7 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_toloka.events import EventStatus, OperationEvent
 from airflow_provider_toloka.exceptions import TolokaOperationFailed
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
-from airflow_provider_toloka.triggers.reader import WaitOutcome, shared_reader
+from airflow_provider_toloka.triggers.reader import OperationReader, WaitOutcome, shared_reader
 from airflow_provider_toloka.validation import validate_id, validate_optional_seconds, validate_seconds
 
 
@@ -72,7 +72,16 @@ class TolokaOperationTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self) -> OperationEvent:
-        reader = shared_reader(self.toloka_conn_id)
+        while True:
+            outcome = await self._wait_in(shared_reader(self.toloka_conn_id))
+            if outcome.kind != "moved":
+                return self._event_for(outcome)
+            self.log.info(
+                "Connection %r now acts under another account: waiting through a reader under it",
+                self.toloka_conn_id,
+            )
+
+    async def _wait_in(self, reader: OperationReader) -> WaitOutcome:
         waiter = reader.add(self.operation_id, self.poll_interval, self.end_time)
         self.log.info(
             "Waiting for operation %s through the triggerer's shared reader of connection %r (%d waits)",
@@ -100,7 +109,7 @@ class TolokaOperationTrigger(BaseTrigger):
         finally:
             # Cancelled (task cleared, triggerer stopping) or done: the reader forgets this wait at once.
             reader.remove(waiter)
-        return self._event_for(waiter.outcome)
+        return waiter.outcome
 
     def _event_for(self, outcome: WaitOutcome) -> OperationEvent:
         operation = outcome.operation

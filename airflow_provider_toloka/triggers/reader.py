@@ -65,8 +65,9 @@ from typing import Any, Literal
 
 from airflow.exceptions import AirflowException
 
-from airflow_provider_toloka.exceptions import TolokaError
-from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
+from airflow_provider_toloka.connection import TolokaConnectionSettings
+from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
+from airflow_provider_toloka.hooks.toloka_async import OWN_ACCOUNT, TolokaAsyncHook, read_settings
 from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
 from airflow_provider_toloka.outage import Outage
 from airflow_provider_toloka.retry import DEFAULT_RETRY_MIN_WAIT
@@ -103,13 +104,15 @@ async def timed_wait(event: asyncio.Event, seconds: float) -> None:
 
 @dataclass(frozen=True)
 class WaitOutcome:
-    """How a wait ended: ``ended`` (SUCCESS or FAIL, with the log), ``timeout`` or ``error``.
+    """How a wait ended: ``ended`` (SUCCESS or FAIL, with the log), ``timeout``, ``error``, or ``moved``.
 
     ``operation`` is Toloka's last answer about it (``None`` if never read); ``message`` says why for an
-    ``error``, and for a ``timeout`` whether Toloka could not be read when the deadline passed.
+    ``error``, and for a ``timeout`` whether Toloka could not be read when the deadline passed. ``moved``:
+    the wait joined after the connection's account changed; its trigger registers with the reader of the
+    new account (``shared_reader``) and goes on waiting.
     """
 
-    kind: Literal["ended", "timeout", "error"]
+    kind: Literal["ended", "timeout", "error", "moved"]
     operation: dict[str, Any] | None
     message: str = ""
 
@@ -148,7 +151,15 @@ class OperationReader:
         self._changed = asyncio.Event()
         self._wake_at = -math.inf  # while a round runs, a new trigger need not wake the reader
         self._retry_at = 0.0
-        self._pinned = False  # the connection's account changed: keep the current client to the end
+        # The account this reader reads under (set by its first read of the connection); once the
+        # connection's account changes, the reader is pinned to it for the waits it holds.
+        self._account: str | None = None
+        self._pinned = False
+        self._unchecked: set[Waiter] = set()  # joined since the connection was last read
+        # A 401: read the connection again (the token may have been rotated) before it ends any wait;
+        # once re-read with no new token, the next 401 ends them.
+        self._token_suspect = False
+        self._token_rechecked = False
         self._list_refused = False
         self._ending = False  # the last sweep missed waited operations: they are ending, read sooner
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
@@ -168,6 +179,8 @@ class OperationReader:
         waiter = Waiter(operation_id, poll_interval, end_time, delays, due=clock() + next(delays))
         self._waiters.add(waiter)
         self._by_id[operation_id].add(waiter)
+        if not self._pinned:
+            self._unchecked.add(waiter)
         self.served += 1
         if self._due(waiter) < self._wake_at:
             self._changed.set()
@@ -192,7 +205,9 @@ class OperationReader:
         hook: TolokaAsyncHook | None = None
         try:
             try:
-                hook = await self._open()
+                # Read afresh: the loop's shared client may predate a change of the connection.
+                hook = await self._open(await read_settings(self.conn_id))
+                self._unchecked.clear()  # every wait so far is read under what was just read
             except ValueError as error:  # the connection is there but not usable: the parser says why
                 self._fail_all(str(error))
                 return
@@ -221,34 +236,61 @@ class OperationReader:
             if hook is not None:
                 await hook.__aexit__(None, None, None)
 
-    async def _open(self) -> TolokaAsyncHook:
+    async def _open(self, settings: TolokaConnectionSettings | None = None) -> TolokaAsyncHook:
         # One attempt per request: the reader rides out faults itself, for as long as the deadlines allow.
-        hook = TolokaAsyncHook(self.conn_id, max_retries=0, pacer=self.pacer)
+        # Pinned, it keeps its own account whatever the connection says now (the token is the new one).
+        account = self._account if self._pinned else OWN_ACCOUNT
+        hook = TolokaAsyncHook(
+            self.conn_id, max_retries=0, pacer=self.pacer, settings=settings, account=account
+        )
         await hook.__aenter__()
+        if self._account is None:
+            self._account = hook.settings.act_under_account_id
         self.pacer.rate = hook.settings.requests_per_second  # the connection may have changed
         return hook
 
     async def _renewed(self, hook: TolokaAsyncHook) -> TolokaAsyncHook:
-        """A fresh client and connection read once the shared one is ``MAX_AGE`` old (rotated tokens)."""
-        if not hook.expired or self._pinned:
+        """The client to read with this round: the connection read again once the current one is
+        ``MAX_AGE`` old (a rotated token), and before the first read of waits that joined since the last
+        read (so a changed account never reaches them). Pinned, the reader keeps re-reading too: a token
+        rotated after the account changed still reaches its waits."""
+        if not hook.expired and not self._unchecked and not self._token_suspect:
             return hook
+        joined, self._unchecked = self._unchecked, set()
+        if self._token_suspect:
+            self._token_suspect, self._token_rechecked = False, True
         try:
-            fresh = await self._open()
+            settings = await read_settings(self.conn_id)
         except (ValueError, AirflowException) as error:
             log.warning(
                 "Could not re-read connection %r, keeping the current client: %s", self.conn_id, error
             )
             return hook
-        if fresh.settings.act_under_account_id != hook.settings.act_under_account_id:
+        if not self._pinned and settings.act_under_account_id != self._account:
             log.warning(
                 "Connection %r now acts under another account: its %d current waits keep their own, "
-                "new ones get a reader of their own",
+                "%d that joined since move to a reader of the new account",
                 self.conn_id,
-                len(self._waiters),
+                len(self._waiters) - len(joined),
+                len(joined),
             )
             self._pinned = True
             self._retire()
-            await fresh.__aexit__(None, None, None)
+            for waiter in joined:
+                self._resolve(waiter, WaitOutcome("moved", waiter.seen))
+            if not hook.expired:
+                return hook
+        elif not hook.expired and (settings.token, settings.api_url) == (
+            hook.settings.token,
+            hook.settings.api_url,
+        ):
+            return hook  # only new waits to check, and nothing changed
+        try:
+            fresh = await self._open(settings)
+        except (ValueError, AirflowException) as error:
+            log.warning(
+                "Could not open a new client for %r, keeping the current one: %s", self.conn_id, error
+            )
             return hook
         await hook.__aexit__(None, None, None)
         return fresh
@@ -279,7 +321,13 @@ class OperationReader:
         if self.outage.active and now < self._retry_at:
             self._expire(now)  # woken for a deadline during an outage
             return
-        due = {waiter.operation_id for waiter in self._waiters if self._due(waiter) <= now + SLACK}
+        # A wait that joined while the connection was being read is read only once the next round has
+        # checked its account (``_renewed``).
+        due = {
+            waiter.operation_id
+            for waiter in self._waiters - self._unchecked
+            if self._due(waiter) <= now + SLACK
+        }
         group_due = self._group_due is not None and self._group_due <= now + SLACK
         if not due:
             return
@@ -317,8 +365,12 @@ class OperationReader:
             if not self._list_refused:
                 log.warning("Toloka refused a list of operations, reading them one by one: %s", error)
                 self._list_refused = True
-            await self._read_each(hook, set(self._by_id), now)
+            await self._read_each(hook, self._checked_ids(), now)
         return True
+
+    def _checked_ids(self) -> set[str]:
+        """The waited operations with a wait whose account was checked (every one, but the newest)."""
+        return {operation_id for operation_id, waiters in self._by_id.items() if waiters - self._unchecked}
 
     def _listings(self) -> list[str | None]:
         """The types to list; ``None`` (every type) while some waited operation was never read."""
@@ -334,7 +386,7 @@ class OperationReader:
         return sum(self._pages.get((op_type, status), 1) for op_type in self._listings() for status in ACTIVE)
 
     async def _sweep(self, hook: TolokaAsyncHook, now: float) -> None:
-        waited = set(self._by_id)
+        waited = self._checked_ids()
         listed: dict[str, dict[str, Any]] = {}
         for op_type in self._listings():
             for status in ACTIVE:
@@ -409,10 +461,13 @@ class OperationReader:
 
         results = await asyncio.gather(*(read(operation_id) for operation_id in ids), return_exceptions=True)
         transient: BaseException | None = None
+        refused_token = False
         for count, (operation_id, result) in enumerate(zip(ids, results, strict=True), 1):
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            if isinstance(result, TolokaError) and not hook.is_transient(result):
+            if _unauthorized(result) and not self._token_rechecked:
+                refused_token = True  # a rotated token? the connection is read again before any wait ends
+            elif isinstance(result, TolokaError) and not hook.is_transient(result):
                 self._end(operation_id, "error", str(result))  # a refusal: this wait ends, the others go on
             elif isinstance(result, BaseException):
                 if not hook.is_transient(result):
@@ -420,6 +475,10 @@ class OperationReader:
                 transient = transient or result
             else:
                 self._saw(operation_id, result, now)
+        if refused_token:
+            self._token_suspect = True
+        elif results:
+            self._token_rechecked = False
         if transient is not None:
             raise transient
 
@@ -448,7 +507,9 @@ class OperationReader:
         if self._group_due is None or self._group_due > now + waiter.poll_interval:
             self._group_due = now + waiter.poll_interval
 
-    def _end(self, operation_id: str, kind: Literal["ended", "timeout", "error"], message: str) -> None:
+    def _end(
+        self, operation_id: str, kind: Literal["ended", "timeout", "error", "moved"], message: str
+    ) -> None:
         for waiter in list(self._by_id.get(operation_id, ())):
             self._resolve(waiter, WaitOutcome(kind, waiter.seen, message))
 
@@ -473,6 +534,7 @@ class OperationReader:
 
     def _forget(self, waiter: Waiter) -> None:
         self._waiters.discard(waiter)
+        self._unchecked.discard(waiter)
         same = self._by_id.get(waiter.operation_id)
         if same is not None:
             same.discard(waiter)
@@ -485,6 +547,10 @@ class OperationReader:
         self.closed = True
         if self._registry.get(self.conn_id) is self:
             del self._registry[self.conn_id]
+
+
+def _unauthorized(result: object) -> bool:
+    return isinstance(result, TolokaApiError) and result.status_code == 401
 
 
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, OperationReader]] = (

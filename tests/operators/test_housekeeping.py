@@ -130,7 +130,7 @@ def test_dry_run_over_50_projects_plans_each_and_says_why_it_skips(emu, account)
     assert {status(emu, p) for p in [*IDLE, *OPEN, *RECENT, *LOCKED, *REJECTED]} == {"ACTIVE"}
     assert pushed == {}
     assert summary["dry_run"] is True
-    assert summary["counts"] == {"checked": 50, "archived": 28, "skipped": 22, "failed": 0}
+    assert summary["counts"] == {"checked": 50, "archived": 28, "skipped": 22, "failed": 0, "not_checked": 0}
     # Toloka does not show the rejection window, so the plan includes those projects.
     assert summary["archived"] == sorted([*IDLE, *REJECTED], key=int)
     skipped = summary["skipped"]
@@ -298,7 +298,7 @@ def test_an_account_without_active_projects_is_a_quiet_success(emu):
 
     summary, _ = housekeeping()
 
-    assert summary["counts"] == {"checked": 0, "archived": 0, "skipped": 0, "failed": 0}
+    assert summary["counts"] == {"checked": 0, "archived": 0, "skipped": 0, "failed": 0, "not_checked": 0}
     assert [r.path for r in emu.requests] == ["/api/v1/projects"]
 
 
@@ -339,3 +339,23 @@ def test_a_declared_request_rate_is_one_pace_for_every_project(request, declare_
         assert refused, "12 projects at once, each sending what it can, meet a limit of 30 a second"
     else:
         assert refused == [], "one declared pace for all the projects' threads never meets the limit"
+
+
+def test_max_projects_counts_the_projects_archived_not_the_ones_looked_at(emu, account):
+    """The lowest ids are busy (1-20 are idle; open and recent ones come next): capped at 3 archives a run,
+    each run archives 3 more, and busy projects never use up the cap."""
+    busy = ["1", "2", "3", "4", "5"]
+    for project_id in busy:  # the lowest ids: an open pool each
+        emu.add_pool(f"{project_id}77", project_id, status="OPEN")
+
+    first, _ = housekeeping(max_projects=3, max_concurrency=4)
+    second, _ = housekeeping(max_projects=3, max_concurrency=4)
+
+    assert first["archived"] == ["6", "7", "8"]
+    assert second["archived"] == ["9", "10", "11"]
+    assert set(busy) <= set(first["skipped"]["open"])
+    assert {status(emu, p) for p in busy} == {"ACTIVE"}
+    # Projects past the last one needed are not looked at this run, and the summary says how many.
+    assert first["counts"]["archived"] == 3
+    assert first["counts"]["checked"] + first["counts"]["not_checked"] == 50
+    assert first["counts"]["not_checked"] > 0

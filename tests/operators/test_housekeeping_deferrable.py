@@ -118,7 +118,7 @@ async def test_the_trigger_runs_the_pass_and_the_task_records_the_same_report(ac
     assert list(summary["skipped"]["open"]) == OPEN
     assert list(summary["skipped"]["recent_activity"]) == RECENT
     assert list(summary["skipped"]["rejection_window"]) == REJECTED
-    assert summary["counts"] == {"checked": 6, "archived": 3, "skipped": 3, "failed": 0}
+    assert summary["counts"] == {"checked": 6, "archived": 3, "skipped": 3, "failed": 0, "not_checked": 0}
     assert {account.object("project", p)["status"] for p in IDLE} == {"ARCHIVED"}
     expected = {f"project {p}" for p in IDLE} | {f"pool {p}0{n}" for p in IDLE for n in (0, 1)}
     expected |= {"training 309", "pool 600"}  # pool 600 of the held-back project is archived all the same

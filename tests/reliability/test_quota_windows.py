@@ -234,3 +234,108 @@ def test_a_wait_on_an_operation_fails_at_once_or_waits_it_out_within_both_deadli
     assert final["status"] == "SUCCESS"
     assert statuses(emu) == [429, 200]
     assert slept == [HOUR]
+
+
+class RescheduledTI(RecordingTI):
+    """A later poke of a reschedule-mode sensor: Airflow tells it when its first poke started."""
+
+    def __init__(self, first_poke: dt.datetime | None) -> None:
+        super().__init__()
+        self.first_poke = first_poke
+
+    def get_first_reschedule_date(self, context) -> dt.datetime | None:
+        return self.first_poke
+
+
+@pytest.mark.parametrize(("first_poke_ago", "waits"), [(None, True), (50 * 60, False)])
+def test_a_rescheduled_sensor_counts_its_deadline_from_its_first_poke(emu, first_poke_ago, waits):
+    """timeout=1 h, an HOUR quota: the first poke may wait it out; a poke 50 minutes after the first may
+    not, since Airflow times the sensor out 10 minutes from then."""
+    emu.operation_duration = 30
+    operation = TolokaHook().archive_pool("10")
+    emu.clear_requests()
+    emu.inject_fault("429", quota="HOUR", path=f"/operations/{operation['id']}", retry_after=HOUR / 2)
+    sensor = TolokaOperationSensor(
+        task_id="s",
+        operation_id=operation["id"],
+        mode="reschedule",
+        timeout=HOUR,
+        poke_interval=60,
+        wait_out_quota=True,
+    )
+    slept: list[float] = []
+    sensor.hook.retry_min_wait = 0.01
+    sensor.hook.sleep = slept.append
+    first = (
+        None
+        if first_poke_ago is None
+        else dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=first_poke_ago)
+    )
+    context = {"ti": RescheduledTI(first), "task_reschedule_count": 0 if first is None else 3}
+
+    if waits:
+        assert sensor.poke(context) is False  # read again after the wait: still running
+        assert len(slept) == 1
+        assert HOUR / 2 <= slept[0] <= HOUR / 2 + 1
+    else:
+        with pytest.raises(TolokaQuotaExhausted, match="HOUR quota"):
+            sensor.poke(context)
+        assert slept == []
+    assert statuses(emu)[0] == 429
+
+
+def test_a_cascade_and_housekeeping_wait_out_an_hour_quota_on_their_operation_reads(emu, monkeypatch):
+    """The watcher's reads of running operations honour wait_out_quota like every other request: the
+    quota (resetting in 1 s here, by its Retry-After) is waited out and the archive goes on."""
+    import pendulum
+
+    from airflow_provider_toloka.housekeeping import run as housekeeping_run
+
+    monkeypatch.setattr(housekeeping_run, "utcnow", lambda: pendulum.instance(emu.now))
+    emu.operation_duration = 0.2
+    emu.add_pool("11", project_id="1", status="CLOSED")
+    emu.add_project("2")
+    emu.add_pool("20", project_id="2", status="CLOSED")
+    emu.advance_clock(2 * DAY)
+    emu.inject_fault("429", quota="HOUR", retry_after=1, path="/operations", method="GET")
+    cascade = TolokaArchiveProjectOperator(
+        task_id="c",
+        project_id="1",
+        cascade=True,
+        poll_interval=0.1,
+        wait_out_quota=True,
+        execution_timeout=dt.timedelta(hours=2),
+    )
+    summary = cascade.execute({"ti": RecordingTI()})
+    assert summary["pools"]["archived"] == ["10", "11"]
+    assert emu.object("project", "1")["status"] == "ARCHIVED"
+
+    emu.inject_fault("429", quota="HOUR", retry_after=1, path="/operations", method="GET")
+    housekeeping = TolokaHousekeepingOperator(
+        task_id="h", min_idle_days=1, poll_interval=0.1, wait_out_quota=True
+    )
+    assert housekeeping.execute({"ti": RecordingTI()})["archived"] == ["2"]
+    reads = [r.status for r in emu.requests if r.method == "GET" and r.path.startswith("/api/v1/operations")]
+    assert reads.count(429) == 2
+
+
+def test_a_cascade_does_not_wait_out_a_quota_on_its_reads_past_its_deadline(emu):
+    emu.operation_duration = 0.2
+    emu.inject_fault("429", quota="HOUR", path="/operations", method="GET")
+    cascade = TolokaArchiveProjectOperator(
+        task_id="c", project_id="1", cascade=True, poll_interval=0.1, wait_out_quota=True, timeout=600
+    )
+    with pytest.raises(TolokaCascadeFailed, match="HOUR quota"):
+        cascade.execute({"ti": RecordingTI()})
+
+
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_a_quota_past_the_retry_budget_is_still_named_as_the_quota(emu, max_retries):
+    """With wait_out_quota every attempt waits the quota out; when the attempts run out the error is
+    TolokaQuotaExhausted (when it resets, what to do), not a generic TolokaRetriesExhausted."""
+    emu.inject_fault("429", quota="DAY", count=10)
+    hook, slept = recording_hook(wait_out_quota=True, deadline=_in(2 * DAY), max_retries=max_retries)
+    with pytest.raises(TolokaQuotaExhausted, match="DAY quota"):
+        hook.get_pool("10")
+    assert statuses(emu) == [429] * (max_retries + 1)
+    assert len(slept) == max_retries

@@ -251,12 +251,6 @@ SETTINGS = {
     ),
     "wait_out_quota": Setting(
         wait_out_quota,
-        open_bugs={
-            "cascade in the worker": "issue 32, bug 3: the cascade's operation reads raise the quota",
-            "housekeeping": "issue 32, bug 3: the cascade's operation reads raise the quota",
-            "cascade in the triggerer": "issue 32, bug 3: the cascade's operation reads raise the quota",
-            "housekeeping in the triggerer": "issue 32, bug 3: the cascade's operation reads raise the quota",
-        },
         not_applicable={
             "async hook": "a parameter of the blocking hook and the tasks; the async hook raises the quota",
             "shared reader": "the triggerer ends the wait at once with an error naming the quota "

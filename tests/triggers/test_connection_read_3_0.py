@@ -89,3 +89,58 @@ async def test_a_missing_connection_is_not_found_naming_it(runner):
 
     with pytest.raises(AirflowNotFoundException, match="`toloka_other` isn't defined"):
         await asyncio.ensure_future(runner.arun(compat.aget_connection_and_extra("toloka_other")))
+
+
+class FramedTriggerRunner:
+    """3.0.3 to 3.0.6's runner: the same ``arun``, but requests go through ``comms_decoder.asend``."""
+
+    def __init__(self, connections: dict[str, dict[str, Any]]) -> None:
+        self.connections = connections
+        self.requests: list[Any] = []
+        self.comms_decoder = self
+
+    async def asend(self, request: Any) -> Any:
+        """The supervisor's answer, as 3.0.3's ``TriggerCommsDecoder.asend`` returns it, on the loop."""
+        from airflow.sdk.api.datamodels._generated import ConnectionResponse
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time.comms import ConnectionResult, ErrorResponse
+
+        self.requests.append(request)
+        found = self.connections.get(request.conn_id)
+        if not found:
+            return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": request.conn_id})
+        return ConnectionResult.from_conn_response(ConnectionResponse(conn_id=request.conn_id, **found))
+
+    async def arun(self, read: Any) -> Any:
+        return await read
+
+    arun.__qualname__ = "TriggerRunner.arun"  # what compat looks for on the loop, as in every 3.0.x
+
+
+async def test_on_3_0_3_and_later_the_connection_comes_through_the_runners_comms_on_the_loop(
+    toloka_emulator, runner, monkeypatch
+):
+    """3.0.3 reworked the triggerer's channel: the read takes ``comms_decoder.asend``, not a worker thread."""
+    framed = FramedTriggerRunner(runner.connections)
+
+    def no_thread_read(conn_id: str) -> Any:
+        raise AssertionError("Airflow's own read (a worker thread) was taken")
+
+    monkeypatch.setattr("airflow.providers.common.compat.connection.get_async_connection", no_thread_read)
+    conn, _ = await asyncio.ensure_future(framed.arun(compat.aget_connection_and_extra("toloka_default")))
+
+    assert [request.conn_id for request in framed.requests] == ["toloka_default"]
+    assert conn.password == toloka_emulator.token
+
+
+async def test_a_3_0_triggerer_of_an_unknown_shape_is_refused_naming_the_way_out(runner):
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    class UnknownRunner:
+        async def arun(self, read: Any) -> Any:
+            return await read
+
+        arun.__qualname__ = "TriggerRunner.arun"
+
+    with pytest.raises(AirflowException, match=r"shape this provider does not know.*Upgrade Airflow to 3.1"):
+        await asyncio.ensure_future(UnknownRunner().arun(compat.aget_connection_and_extra("toloka_default")))

@@ -46,9 +46,13 @@ async def wait(conn_id: str, operation_id: str) -> dict:
     return event
 
 
-async def until(condition, step: float = 0.02) -> None:
+async def until(condition, step: float = 0.02, limit: float = 60.0) -> None:
+    """Wait for ``condition``; fail (not hang) if it has not come in ``limit`` seconds."""
+    waited = 0.0
     while not condition():
+        assert waited < limit, "the condition never came"
         await asyncio.sleep(step)
+        waited += step
 
 
 async def test_two_connections_differing_only_in_the_account_never_share_a_read(emu):
@@ -92,3 +96,57 @@ async def test_a_changed_account_keeps_running_waits_on_the_old_one_and_new_wait
     assert {r.account for r in emu.requests if r.path == f"{OPS}/{new_op}"} == {"team-b"}
     assert old_reader is not None
     assert old_reader.closed
+
+
+def rotated_conn_json(emu, account: str, token: str) -> str:
+    return json.dumps(
+        {
+            "conn_type": "toloka",
+            "host": emu.url,
+            "password": token,
+            "extra": {"act_under_account_id": account},
+        }
+    )
+
+
+async def test_a_rotated_token_reaches_waits_kept_on_the_old_account(emu, monkeypatch):
+    """The account changes, then the token is rotated (the old one answers 401): the waits still reading
+    under the old account get the new token at the next re-read, and end in success, not in a 401."""
+    monkeypatch.setattr(toloka_async, "MAX_AGE", 0.0)  # re-read the connection before every round
+    emu.operation_duration = 60
+    old_op = start_archive(emu, "team_a", "10")
+    first = asyncio.ensure_future(wait("team_a", old_op))
+    await until(lambda: any(r.path == f"{OPS}/{old_op}" for r in emu.requests))
+    monkeypatch.setenv("AIRFLOW_CONN_TEAM_A", conn_json(emu, "team-b"))
+    await until(lambda: active_reader("team_a") is None)  # it kept its waits on team-a and left
+
+    emu.rotate_token("rotated-token")
+    monkeypatch.setenv("AIRFLOW_CONN_TEAM_A", rotated_conn_json(emu, "team-b", "rotated-token"))
+    emu.clear_requests()
+    await until(lambda: any(r.path == f"{OPS}/{old_op}" and r.status == 200 for r in emu.requests))
+    emu.advance_clock(120)
+    event = await first
+
+    assert event["status"] == "success", event
+    assert {r.account for r in emu.requests if r.path == f"{OPS}/{old_op}"} == {"team-a"}
+
+
+async def test_a_wait_starting_after_the_account_changed_never_reads_under_the_old_one(emu, monkeypatch):
+    """Without waiting for the five-minute re-read: a wait that joins the reader after the connection's
+    account changed is read under the new account from its first read."""
+    emu.operation_duration = 60
+    old_op = start_archive(emu, "team_a", "10")
+    first = asyncio.ensure_future(wait("team_a", old_op))
+    await until(lambda: any(r.path == f"{OPS}/{old_op}" for r in emu.requests))
+    monkeypatch.setenv("AIRFLOW_CONN_TEAM_A", conn_json(emu, "team-b"))
+
+    new_op = start_archive(emu, "team_a", "11")  # started under team-b now
+    emu.clear_requests()
+    second = asyncio.ensure_future(wait("team_a", new_op))
+    await until(lambda: any(r.path.startswith(OPS) and r.status == 200 for r in emu.requests))
+    emu.advance_clock(120)
+    events = await asyncio.gather(first, second)
+
+    assert [e["status"] for e in events] == ["success", "success"], events
+    assert {r.account for r in emu.requests if r.path == f"{OPS}/{new_op}"} == {"team-b"}
+    assert {r.account for r in emu.requests if r.path == f"{OPS}/{old_op}"} == {"team-a"}
