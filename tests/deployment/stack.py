@@ -122,6 +122,12 @@ class Emulator:
     def operations(self) -> list[dict[str, Any]]:
         return list(self.get("/operations")["items"])
 
+    def request_log(self) -> list[dict[str, Any]]:
+        """Every Toloka request it has served, in order (its control API): method, path, status, time."""
+        response = requests.get(f"{self.url}/_emulator/requests", timeout=10)
+        response.raise_for_status()
+        return list(response.json()["items"])
+
     def advance_clock(self, seconds: float) -> None:
         """Move the emulator's time forward (its control API): operations due by then end at once."""
         response = requests.post(f"{self.url}/_emulator/clock/advance", json={"seconds": seconds}, timeout=10)

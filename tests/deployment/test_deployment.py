@@ -42,6 +42,16 @@ RUNS: dict[str, tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]] = {
         {"toloka_default": [("pool", "31"), ("training", "33"), ("project", "30")]},
     ),
     "toloka_resume_after_timeout": ({"pool_id": "41"}, {"toloka_slow": [("pool", "41")]}),
+    "toloka_cascade_deferrable": (
+        {"project_id": "60"},
+        {
+            "toloka_default": [
+                *(("pool", p) for p in ("61", "62", "63", "64")),
+                ("training", "65"),
+                ("project", "60"),
+            ]
+        },
+    ),
     rejection_window.DAG_ID: rejection_window.RUN,
 }
 # The tasks of example_toloka_deferrable that wait in the triggerer (archive_pool does not wait at all).
@@ -211,6 +221,43 @@ def test_deferrable_tasks_ran_their_wait_in_the_triggerer(
             f"is slower than OPERATION_SECONDS={OPERATION_SECONDS} allows for: {list(logs)}"
         )
         assert any(".log.trigger." in name for name in logs), f"{task_id}: no triggerer log in {list(logs)}"
+
+
+def test_the_deferrable_cascade_ran_in_the_triggerer_and_resumed_to_record_every_object(
+    deployment: AirflowStack, runs: dict[str, dict[str, Any]]
+) -> None:
+    """The worker deferred without a request to Toloka; the triggerer sent every archive and waited on it
+    (each object's one operation is checked above); the resumed task recorded an asset event per object."""
+    import sqlalchemy as sa
+
+    dag_id, task_id = "toloka_cascade_deferrable", "archive_project_cascade"
+    logs = task_logs(deployment, dag_id, task_id)
+    worker = {name: text for name, text in logs.items() if ".log.trigger." not in name}
+    trigger = {name: text for name, text in logs.items() if ".log.trigger." in name}
+    assert any("Pausing task as DEFERRED" in text for text in worker.values()), list(logs)
+    assert trigger, f"no triggerer log in {list(logs)}"
+    assert any("Archive of project 60 submitted" in text for text in trigger.values()), trigger
+    assert not any("submitted" in text for text in worker.values()), "the worker sent an archive"
+    assert [ti["state"] for ti in task_instances(deployment, runs[dag_id])] == ["success"]
+
+    engine = sa.create_engine(deployment.database_url)
+    try:
+        with engine.connect() as db:
+            uris = list(
+                db.execute(
+                    sa.text(
+                        "SELECT a.uri FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                        "WHERE e.source_dag_id = :dag AND e.source_task_id = :task"
+                    ),
+                    {"dag": dag_id, "task": task_id},
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    # toloka://<host>/pools/61 -> "pool 61"
+    recorded = sorted(f"{uri.split('/')[-2].removesuffix('s')} {uri.split('/')[-1]}" for uri in uris)
+    expected = sorted(f"{kind} {object_id}" for kind, object_id in RUNS[dag_id][1]["toloka_default"])
+    assert recorded == expected
 
 
 def test_deferred_waits_went_through_the_shared_reader(
