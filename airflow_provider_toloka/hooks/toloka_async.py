@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from airflow.providers.common.compat.sdk import BaseHook
@@ -51,6 +51,9 @@ from airflow_provider_toloka.retry import (
 from airflow_provider_toloka.throttle import AsyncPacer
 from airflow_provider_toloka.validation import validate_id
 
+if TYPE_CHECKING:
+    from airflow_provider_toloka.budget import SharedBudget
+
 MAX_CONNECTIONS = 25
 MAX_AGE = 300.0
 
@@ -65,6 +68,8 @@ class SharedClient:
     # triggers queued that is quadratic (benchmarks/bench_trigger.py shows the CPU it burns). Waiting here,
     # in O(1) per wake-up, keeps its queue no longer than the pool.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
+    # The account's budget shared with every process (``rate_limit_storage_uri``), taken after the pace.
+    budget: SharedBudget | None = None
 
     async def get(
         self, path: str, params: dict[str, str] | None = None, pacer: AsyncPacer | None = None
@@ -73,6 +78,8 @@ class SharedClient:
             # Paced once a socket is ours, so requests queued for the pool cannot go out together.
             if pacer is not None:
                 await pacer.wait()
+            if self.budget is not None:
+                await self.budget.atake()
             response = await self.client.get(path, params=params)
         # httpx binds each response to its stream in a reference cycle. Broken here (the body is read), a
         # poll's response is freed at once, not left for the cyclic collector (see ``retry.release``).
@@ -99,7 +106,12 @@ async def _open(conn_id: str) -> SharedClient:
         # A redirect could carry the token to a host the user never configured.
         follow_redirects=False,
     )
-    return SharedClient(settings, client)
+    budget = None
+    if settings.rate_limit_storage_uri:
+        from airflow_provider_toloka.budget import budget_for
+
+        budget = budget_for(settings)
+    return SharedClient(settings, client, budget=budget)
 
 
 def _needs_opening(opening: asyncio.Task[SharedClient] | None) -> bool:

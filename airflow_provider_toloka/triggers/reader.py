@@ -65,6 +65,7 @@ from typing import Any, Literal
 
 from airflow.exceptions import AirflowException
 
+from airflow_provider_toloka import metrics
 from airflow_provider_toloka.exceptions import TolokaError
 from airflow_provider_toloka.hooks.toloka_async import TolokaAsyncHook
 from airflow_provider_toloka.operation_status import OperationStatus, operation_status, poll_delays
@@ -169,6 +170,7 @@ class OperationReader:
         self._waiters.add(waiter)
         self._by_id[operation_id].add(waiter)
         self.served += 1
+        metrics.gauge("reader.waits", len(self._waiters))
         if self._due(waiter) < self._wake_at:
             self._changed.set()
         return waiter
@@ -176,6 +178,7 @@ class OperationReader:
     def remove(self, waiter: Waiter) -> None:
         """Forget a waiter (its trigger ended or was cancelled); the last one closes the reader."""
         self._forget(waiter)
+        metrics.gauge("reader.waits", len(self._waiters))
         if not self._waiters and not self.closed:
             self._retire()
             self._task.cancel()
@@ -346,6 +349,7 @@ class OperationReader:
                     )
                     pages += 1
                     self.list_reads += 1
+                    metrics.incr("reader.list_reads")
                     items = [item for item in page["items"] if isinstance(item, dict)]
                     for item in items:
                         if item.get("id") in waited and item.get("status") == status.value:
@@ -389,6 +393,7 @@ class OperationReader:
                     status=OperationStatus.SUCCESS.value, sort="-submitted", type=op_type
                 )
                 self.list_reads += 1
+                metrics.incr("reader.list_reads")
                 for item in page["items"]:
                     if isinstance(item, dict) and item.get("id") in ids and item.get("status") == "SUCCESS":
                         self._saw(item["id"], item, now)
@@ -402,6 +407,7 @@ class OperationReader:
 
         async def read(operation_id: str) -> dict[str, Any]:
             self.single_reads += 1
+            metrics.incr("reader.single_reads")
             operation = await hook.get_operation(operation_id)
             if operation_status(operation) is OperationStatus.FAIL:
                 operation = await hook.operation_with_log(operation)

@@ -1,0 +1,96 @@
+"""The provider's metrics, sent through Airflow's own ``Stats``: StatsD or OpenTelemetry, as ``[metrics]`` says.
+
+Every name starts with ``toloka.``; ``docs/deployment.md`` lists them all. Airflow moved ``Stats`` between
+minors (``airflow.stats`` on 3.0, ``airflow.sdk.observability.stats`` later); common-compat resolves it,
+and this module is the only one that asks. It is imported on first use, never at DAG parse: a module that
+only builds operators never emits anything. With metrics off Airflow hands a logger that sends nothing.
+
+Names carry their variable parts (method, status, kind) as segments, so plain StatsD can tell them apart;
+the same parts also go as tags, for the backends that take them (DogStatsD, OpenTelemetry).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFIX = "toloka."
+
+
+def _stats() -> Any:
+    from airflow.providers.common.compat.sdk import Stats
+
+    return Stats
+
+
+def _segment(value: object) -> str:
+    """A name segment StatsD accepts: letters, digits and ``_`` (``POOL.ARCHIVE`` -> ``pool_archive``)."""
+    return "".join(char if char.isalnum() else "_" for char in str(value).lower()) or "unknown"
+
+
+def _safely(send: Any, *args: Any, **kwargs: Any) -> None:
+    """Send one metric; a metrics backend's trouble never fails a request or an archive."""
+    try:
+        send(*args, **kwargs)
+    except Exception:  # pragma: no cover - the backends swallow their own socket errors already
+        log.debug("Could not send metric %s", args[0] if args else "?", exc_info=True)
+
+
+def incr(name: str, count: int = 1, **tags: str) -> None:
+    _safely(_stats().incr, PREFIX + name, count, tags=tags or None)
+
+
+def timing(name: str, seconds: float, **tags: str) -> None:
+    _safely(_stats().timing, PREFIX + name, timedelta(seconds=max(seconds, 0.0)), tags=tags or None)
+
+
+def gauge(name: str, value: float, **tags: str) -> None:
+    _safely(_stats().gauge, PREFIX + name, value, tags=tags or None)
+
+
+# -- what the provider reports -------------------------------------------------------------------------
+
+
+def request_answered(method: str, status_code: int) -> None:
+    """One answer from Toloka: ``toloka.requests.<method>.<status>``."""
+    incr(f"requests.{_segment(method)}.{status_code}", method=method.upper(), status=str(status_code))
+
+
+def refused_for_rate(quota: str | None) -> None:
+    """A 429: the per-second limit (``toloka.rate_limited``) or a named quota (``toloka.quota_exhausted.<q>``)."""
+    if quota is None:
+        incr("rate_limited")
+    else:
+        incr(f"quota_exhausted.{_segment(quota)}", quota=quota)
+
+
+def archive_started(kind: str) -> None:
+    """Toloka accepted an archive request: ``toloka.archives.<kind>``."""
+    incr(f"archives.{_segment(kind)}", kind=kind)
+
+
+def operation_ended(operation: dict[str, Any]) -> None:
+    """An operation seen ending: ``toloka.operation.duration.<type>``, from Toloka's own timestamps."""
+    import pendulum
+
+    try:
+        started = pendulum.parse(str(operation["submitted"]))
+        finished = pendulum.parse(str(operation["finished"]))
+        seconds = (finished - started).total_seconds()  # type: ignore[operator]
+    except Exception:  # an operation without both timestamps is simply not timed
+        return
+    op_type = str(operation.get("type") or "unknown")
+    timing(f"operation.duration.{_segment(op_type)}", seconds, type=op_type, status=str(operation.get("status")))
+
+
+def budget_waited(seconds: float) -> None:
+    """Time one request waited for the shared budget: ``toloka.budget.wait``."""
+    timing("budget.wait", seconds)
+
+
+def budget_store(available: bool) -> None:
+    """The shared budget's store was lost (``toloka.budget.lost``) or is back (``toloka.budget.recovered``)."""
+    incr("budget.recovered" if available else "budget.lost")
