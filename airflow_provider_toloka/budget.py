@@ -124,7 +124,10 @@ class SharedBudget:
                 from limits.storage import storage_from_string
                 from limits.strategies import MovingWindowRateLimiter
 
-                options: dict[str, Any] = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+                options: dict[str, Any] = {
+                    "socket_timeout": STORE_TIMEOUT,
+                    "socket_connect_timeout": STORE_TIMEOUT,
+                }
                 self._limiter = MovingWindowRateLimiter(storage_from_string(self.uri, **options))
             return self._limiter
 

@@ -1,4 +1,4 @@
-"""The provider's metrics, sent through Airflow's own ``Stats``: StatsD or OpenTelemetry, as ``[metrics]`` says.
+"""The provider's metrics, sent through Airflow's ``Stats``: StatsD or OpenTelemetry, as ``[metrics]`` says.
 
 Every name starts with ``toloka.``; ``docs/deployment.md`` lists them all. Airflow moved ``Stats`` between
 minors (``airflow.stats`` on 3.0, ``airflow.sdk.observability.stats`` later); common-compat resolves it,
@@ -12,7 +12,7 @@ the same parts also go as tags, for the backends that take them (DogStatsD, Open
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def request_answered(method: str, status_code: int) -> None:
 
 
 def refused_for_rate(quota: str | None) -> None:
-    """A 429: the per-second limit (``toloka.rate_limited``) or a named quota (``toloka.quota_exhausted.<q>``)."""
+    """A 429: the per-second limit (``toloka.rate_limited``) or a quota (``toloka.quota_exhausted.<q>``)."""
     if quota is None:
         incr("rate_limited")
     else:
@@ -74,16 +74,16 @@ def archive_started(kind: str) -> None:
 
 def operation_ended(operation: dict[str, Any]) -> None:
     """An operation seen ending: ``toloka.operation.duration.<type>``, from Toloka's own timestamps."""
-    import pendulum
-
     try:
-        started = pendulum.parse(str(operation["submitted"]))
-        finished = pendulum.parse(str(operation["finished"]))
-        seconds = (finished - started).total_seconds()  # type: ignore[operator]
-    except Exception:  # an operation without both timestamps is simply not timed
+        started = datetime.fromisoformat(str(operation["submitted"]))
+        finished = datetime.fromisoformat(str(operation["finished"]))
+        seconds = (finished - started).total_seconds()
+    except (KeyError, TypeError, ValueError):  # an operation without both timestamps is simply not timed
         return
     op_type = str(operation.get("type") or "unknown")
-    timing(f"operation.duration.{_segment(op_type)}", seconds, type=op_type, status=str(operation.get("status")))
+    timing(
+        f"operation.duration.{_segment(op_type)}", seconds, type=op_type, status=str(operation.get("status"))
+    )
 
 
 def budget_waited(seconds: float) -> None:
@@ -92,5 +92,5 @@ def budget_waited(seconds: float) -> None:
 
 
 def budget_store(available: bool) -> None:
-    """The shared budget's store was lost (``toloka.budget.lost``) or is back (``toloka.budget.recovered``)."""
+    """The shared budget's store was lost (``toloka.budget.lost``) or back (``toloka.budget.recovered``)."""
     incr("budget.recovered" if available else "budget.lost")

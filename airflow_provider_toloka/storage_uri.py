@@ -61,7 +61,11 @@ def problem(uri: str) -> str | None:
             return "several hosts need redis+sentinel:// or redis+cluster://."
         if parts.scheme == "redis+sentinel" and not parts.path.strip("/"):
             return "name the Sentinel service, e.g. redis+sentinel://host:26379/mymaster."
-        if parts.scheme in ("redis", "rediss") and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        if (
+            parts.scheme in ("redis", "rediss")
+            and parts.path.strip("/")
+            and not parts.path.strip("/").isdigit()
+        ):
             return f"the database must be a number, e.g. {EXAMPLE}."
     if importlib.util.find_spec("limits") is None or importlib.util.find_spec("redis") is None:
         return (

@@ -25,7 +25,9 @@ from .conftest import PASSWORD
 
 WORKER = Path(__file__).with_name("worker.py")
 LIMIT = 20  # the emulator's limit, requests a second
-DECLARED = 15  # the connection's requests_per_second: two processes at 15 each meet the limit, one budget never
+DECLARED = (
+    15  # the connection's requests_per_second: two processes at 15 each meet the limit, one budget never
+)
 REQUESTS = 30  # per process: 60 in all, three seconds' worth of the shared budget
 
 
@@ -115,7 +117,9 @@ def test_a_lost_store_never_fails_an_archive_and_is_logged_once_each_way(
 
     troublemaker = threading.Thread(target=trouble, daemon=True)
     troublemaker.start()
-    operator = TolokaArchiveProjectOperator(task_id="archive", project_id="7", cascade=True, poll_interval=0.2)
+    operator = TolokaArchiveProjectOperator(
+        task_id="archive", project_id="7", cascade=True, poll_interval=0.2
+    )
     summary = operator.execute({"ti": RecordingTI()})
     troublemaker.join(60)
     # The cascade may end before the budget is asked again after the store's return: ask it once more.

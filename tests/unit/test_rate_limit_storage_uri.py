@@ -1,4 +1,4 @@
-"""The ``rate_limit_storage_uri`` extra is checked with the connection, before any request, password masked."""
+"""``rate_limit_storage_uri`` is checked with the connection, before any request, its password masked."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_empty_means_no_shared_budget():
     ],
 )
 def test_unknown_schemes_and_malformed_uris_are_refused_naming_the_field_and_fix(uri, fix):
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="rate_limit_storage_uri") as refused:
         storage(uri)
     message = str(refused.value)
     assert "extra.rate_limit_storage_uri=" in message
@@ -64,7 +64,7 @@ def test_unknown_schemes_and_malformed_uris_are_refused_naming_the_field_and_fix
 
 
 def test_a_store_without_requests_per_second_is_refused():
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="rate_limit_storage_uri") as refused:
         parse(extra_dejson={"rate_limit_storage_uri": "redis://:s3cret@redis:6379/0"})
     message = str(refused.value)
     assert "extra.rate_limit_storage_uri='redis://:***@redis:6379/0' is not valid" in message
