@@ -1,31 +1,11 @@
-"""A private Redis for the shared budget (Debian's ``redis-server``, as the production test uses it)."""
+"""The ``toloka_default`` connection with a shared budget (the Redis is ``redis_store`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-
-from tests.deployment.services import Redis, missing_services
-
-PASSWORD = "budget-s3cret-pw"
-
-
-@pytest.fixture
-def redis_store(tmp_path) -> Iterator[Redis]:
-    """A Redis that asks for ``PASSWORD``; killed and started again by the tests that need it."""
-    if "redis-server" in missing_services():
-        message = "needs the Debian package redis-server (.ci/run installs it)"
-        if os.environ.get("TOLOKA_REQUIRE_PRODUCTION_TEST"):
-            pytest.fail(message)
-        pytest.skip(message)
-    store = Redis(tmp_path / "redis", password=PASSWORD)
-    store.start()
-    yield store
-    store.stop()
-
 
 @pytest.fixture
 def share_budget(toloka_conn, monkeypatch) -> Callable[..., str]:

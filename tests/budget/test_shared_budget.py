@@ -21,8 +21,6 @@ from airflow_provider_toloka import budget
 from airflow_provider_toloka.hooks.toloka import TolokaHook
 from airflow_provider_toloka.operators.archive import TolokaArchiveProjectOperator
 
-from .conftest import PASSWORD
-
 WORKER = Path(__file__).with_name("worker.py")
 LIMIT = 20  # the emulator's limit, requests a second
 DECLARED = (
@@ -131,7 +129,7 @@ def test_a_lost_store_never_fails_an_archive_and_is_logged_once_each_way(
     lines = [record.getMessage() for record in caplog.records if record.name == budget.__name__]
     assert len([line for line in lines if line.startswith("Lost the shared request budget")]) == 1
     assert len([line for line in lines if line.startswith("The shared request budget")]) == 1
-    assert PASSWORD not in caplog.text
+    assert redis_store.password not in caplog.text
     assert f"redis://:***@127.0.0.1:{redis_store.port}/0" in lines[0]
 
 
