@@ -1,4 +1,4 @@
-"""The ``toloka_default`` connection with a shared budget (the Redis is ``redis_store`` in tests/conftest.py)."""
+"""``toloka_default`` with a shared budget (its Redis: ``redis_store`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+
 
 @pytest.fixture
 def share_budget(toloka_conn, monkeypatch) -> Callable[..., str]:
