@@ -3,21 +3,25 @@
 ``requests_per_second`` alone is a pace each process keeps on its own (``throttle``): two cascades at 100
 a second send 200 to an account that accepts 100, and a hand split (50/50) leaves half the budget idle
 once one of them ends. With ``rate_limit_storage_uri`` set, every request from every process on that
-account first takes one entry from a moving one-second window held in Redis, through the ``limits``
-library's ``MovingWindowRateLimiter`` (an atomic Lua script per request, so no two processes can take
-the same slot). Whoever needs the budget gets it; nobody's share sits idle.
+account first takes the next slot of one shared pace held in Redis: pyrate-limiter's GCRA
+(``RedisStateStore``: one timestamp, the "theoretical arrival time", moved forward one interval per
+request by an atomic Lua script, so no two processes can take the same slot). Whoever needs the budget
+gets it; nobody's share sits idle.
 
-The window is ``DECLARED_SPARE`` under the declared rate, as the per-process pace is, and keyed by a hash
-of the API URL, the token and the acting account, so connections of one account share one budget and the
-token itself never reaches the store. A process still keeps its own pace too: it is the ceiling anyway,
-and it is what holds when the store cannot be asked.
+A pace, not a count per second: the slots are ``1 / rate`` apart (burst 1), as the per-process pace is.
+A window that lets a second's worth go at once (``limits``' moving window, tried first) sends bursts of
+~100 that the network and Toloka reorder, and a limit counted over a sliding second then refuses some
+(``benchmarks/bench_budget.py``: 39 429s after the first second). The pace keeps ``DECLARED_SPARE`` under
+the declared rate, and is keyed by a hash of the API URL, the token and the acting account, so
+connections of one account share it and the token itself never reaches the store. A process still keeps
+its own pace too: the ceiling anyway, and what holds when the store cannot be asked.
 
 The store's trouble never fails an archive. A call that fails or takes over ``STORE_TIMEOUT`` seconds
 marks the store lost for ``RETRY_STORE_AFTER`` seconds; requests meanwhile go at the process's own pace.
 The loss is logged once, and the return once, with the URI's password masked.
 
-The window's timestamps are the clients' clocks (``limits`` sends ``time.time()``): hosts that share a
-budget should keep their clocks in sync (NTP), as any Airflow deployment already must.
+The slots are reckoned on the clients' clocks (pyrate-limiter passes the caller's wall time): hosts that
+share a budget should keep their clocks in sync (NTP), as any Airflow deployment already must.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import math
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,75 +66,107 @@ class SharedBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from limits import RateLimitItemPerSecond
+        from pyrate_limiter import GCRA, Rate
 
         self.uri = uri
         self.shown = storage_uri.masked(uri)
         self.rate = rate
         self.key = key
-        self._item = RateLimitItemPerSecond(max(1, math.floor(declared_pace(rate))))
+        # Slots 1 / pace apart, in hundredths so the interval is exact to the microsecond; burst 1: smooth.
+        self._rates = [Rate(max(1, round(declared_pace(rate) * 100)), 100_000, burst=1)]
+        self._algorithm = GCRA()
         self._clock = clock
         self._lock = threading.Lock()
-        self._limiter: Any = None
+        self._turn = threading.Lock()
+        self._async_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._store: Any = None
         self._down_until = -math.inf
+        self._own_next = -math.inf  # this process's next slot of its own pace, while the store is lost
         self.lost = False
 
     def take(self, sleep: Callable[[float], None] = time.sleep) -> float | None:
-        """Block until the store grants one request; the seconds waited, ``None`` if the store failed."""
+        """Block until the store grants one request; the seconds waited, ``None`` if the store failed.
+
+        One thread of the process at a time asks the store, the others queue here: they would only ask
+        for the same slot and be told to wait, a round trip each.
+        """
         started = self._clock()
-        while True:
-            delay = self._attempt()
-            if delay is None:
-                return None
-            if delay == 0.0:
-                waited = self._clock() - started
-                metrics.budget_waited(waited)
-                return waited
-            sleep(delay)
+        with self._turn:
+            while True:
+                delay = self._attempt()
+                if delay is None:
+                    sleep(self._own_slot())
+                    return None
+                if delay == 0.0:
+                    waited = self._clock() - started
+                    metrics.budget_waited(waited)
+                    return waited
+                sleep(delay)
 
     async def atake(self) -> float | None:
         """``take`` for an event loop: each store call in a thread, the waits on the loop."""
         started = self._clock()
-        while True:
-            delay = await asyncio.to_thread(self._attempt)
-            if delay is None:
-                return None
-            if delay == 0.0:
-                waited = self._clock() - started
-                metrics.budget_waited(waited)
-                return waited
-            await asyncio.sleep(delay)
+        async with self._async_turn():
+            while True:
+                delay = await asyncio.to_thread(self._attempt)
+                if delay is None:
+                    await asyncio.sleep(self._own_slot())
+                    return None
+                if delay == 0.0:
+                    waited = self._clock() - started
+                    metrics.budget_waited(waited)
+                    return waited
+                await asyncio.sleep(delay)
+
+    def _own_slot(self) -> float:
+        """Seconds until this process's next slot of its own pace, while the store is lost.
+
+        The threads queued here for the store have each passed the process's pace already, but some time
+        ago: let go together when the store fails, they would go as a burst. Paced here too (in series,
+        one pace at the same rate as the other adds no wait of its own), they go on at the process's pace.
+        """
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._own_next)
+            self._own_next = start + 1.0 / declared_pace(self.rate)
+            return start - now
+
+    def _async_turn(self) -> asyncio.Lock:
+        """The running loop's queue for the store (an ``asyncio.Lock`` belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        turn = self._async_turns.get(loop)
+        if turn is None:
+            turn = self._async_turns[loop] = asyncio.Lock()
+        return turn
 
     def _attempt(self) -> float | None:
         """One try: ``0.0`` granted, a positive delay to try again after, ``None`` while the store is lost."""
         if self._clock() < self._down_until:
             return None
         try:
-            limiter = self._open()
-            if limiter.hit(self._item, "toloka", self.key):
-                self._found()
-                return 0.0
-            stats = limiter.get_window_stats(self._item, "toloka", self.key)
+            decision = self._open().check(self._algorithm, self._rates, time.time_ns() // 1_000_000, 1)
         except Exception as error:  # any store trouble: the process's own pace holds meanwhile
             self._lose(error)
             return None
         self._found()
-        # Until the window's oldest entry leaves it; the jitter keeps waiting processes from all asking
-        # at the same instant.
-        return max(stats.reset_time - time.time(), 0.001) + random.uniform(0, 1.0 / self._item.amount)
+        if decision.allowed:
+            return 0.0
+        # Until this request's slot; the jitter keeps waiting threads from all asking at the same instant.
+        retry_after = (decision.retry_after_ms or 1) / 1000
+        return retry_after + random.uniform(0, 0.5 / declared_pace(self.rate))
 
     def _open(self) -> Any:
         with self._lock:
-            if self._limiter is None:
-                from limits.storage import storage_from_string
-                from limits.strategies import MovingWindowRateLimiter
+            if self._store is None:
+                from pyrate_limiter import RedisStateStore
 
-                options: dict[str, Any] = {
-                    "socket_timeout": STORE_TIMEOUT,
-                    "socket_connect_timeout": STORE_TIMEOUT,
-                }
-                self._limiter = MovingWindowRateLimiter(storage_from_string(self.uri, **options))
-            return self._limiter
+                from airflow_provider_toloka.store import redis_client
+
+                client = redis_client(self.uri, timeout=STORE_TIMEOUT)
+                self._store = RedisStateStore(client, f"toloka:budget:{self.key}")
+            return self._store
 
     def _lose(self, error: BaseException) -> None:
         with self._lock:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-# What every Airflow process can reach, in the ``limits`` library's names. ``memory://`` and the like are
-# left out on purpose: a budget in one process's memory is what an empty field already gives.
+# Redis as every Airflow process can reach it (``store.redis_client`` connects to each). ``memory://`` and
+# the like are left out on purpose: a budget in one process's memory is what an empty field already gives.
 SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 EXAMPLE = "redis://:PASSWORD@redis.example:6379/0"
-# Query parameters of a Redis URI that carry a secret (redis-py and limits read both).
+# Query parameters of a Redis URI that carry a secret (redis-py reads both).
 _SECRET_PARAMS = ("password", "sentinel_password")
 
 
@@ -67,9 +67,9 @@ def problem(uri: str) -> str | None:
             and not parts.path.strip("/").isdigit()
         ):
             return f"the database must be a number, e.g. {EXAMPLE}."
-    if importlib.util.find_spec("limits") is None or importlib.util.find_spec("redis") is None:
+    if importlib.util.find_spec("pyrate_limiter") is None or importlib.util.find_spec("redis") is None:
         return (
-            "the shared budget needs the `limits` and `redis` packages: install "
+            "the shared budget needs the `pyrate-limiter` and `redis` packages: install "
             "airflow-provider-toloka[redis] into every Airflow component (workers and triggerers)."
         )
     return None
