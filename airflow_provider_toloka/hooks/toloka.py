@@ -227,7 +227,7 @@ class TolokaHook(BaseHook):
             throttle.before_request()
         budget = self._budget
         if budget is not None:
-            budget.take(self.sleep or time.sleep)
+            budget.take(self.sleep or time.sleep, ahead=bool(getattr(throttle, "is_ahead", False)))
         response = self._session.request(
             method,
             self.settings.api_url + path,
