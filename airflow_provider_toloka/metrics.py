@@ -11,6 +11,7 @@ the same parts also go as tags, for the backends that take them (DogStatsD, Open
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +21,20 @@ log = logging.getLogger(__name__)
 PREFIX = "toloka."
 
 
+@functools.cache
 def _stats() -> Any:
-    from airflow.providers.common.compat.sdk import Stats
+    """Airflow's ``Stats`` wherever this minor keeps it; ``None`` (send nothing) if it cannot be found."""
+    try:
+        from airflow.providers.common.compat.sdk import Stats
+    except ImportError:  # an older common-compat without the name: Airflow's own homes, newest first
+        import importlib
 
+        for home in ("airflow.sdk.observability.stats", "airflow.observability.stats", "airflow.stats"):
+            try:
+                return importlib.import_module(home).Stats
+            except (ImportError, AttributeError):
+                continue
+        return None
     return Stats
 
 
@@ -31,24 +43,26 @@ def _segment(value: object) -> str:
     return "".join(char if char.isalnum() else "_" for char in str(value).lower()) or "unknown"
 
 
-def _safely(send: Any, *args: Any, **kwargs: Any) -> None:
+def _safely(method: str, *args: Any, **kwargs: Any) -> None:
     """Send one metric; a metrics backend's trouble never fails a request or an archive."""
     try:
-        send(*args, **kwargs)
-    except Exception:  # pragma: no cover - the backends swallow their own socket errors already
+        stats = _stats()
+        if stats is not None:
+            getattr(stats, method)(*args, **kwargs)
+    except Exception:  # the backends swallow their own socket errors already; this is for the unforeseen
         log.debug("Could not send metric %s", args[0] if args else "?", exc_info=True)
 
 
 def incr(name: str, count: int = 1, **tags: str) -> None:
-    _safely(_stats().incr, PREFIX + name, count, tags=tags or None)
+    _safely("incr", PREFIX + name, count, tags=tags or None)
 
 
 def timing(name: str, seconds: float, **tags: str) -> None:
-    _safely(_stats().timing, PREFIX + name, timedelta(seconds=max(seconds, 0.0)), tags=tags or None)
+    _safely("timing", PREFIX + name, timedelta(seconds=max(seconds, 0.0)), tags=tags or None)
 
 
 def gauge(name: str, value: float, **tags: str) -> None:
-    _safely(_stats().gauge, PREFIX + name, value, tags=tags or None)
+    _safely("gauge", PREFIX + name, value, tags=tags or None)
 
 
 # -- what the provider reports -------------------------------------------------------------------------
