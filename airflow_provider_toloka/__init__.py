@@ -55,7 +55,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "triggers": [
-            {"integration-name": "Toloka", "python-modules": ["airflow_provider_toloka.triggers.operation"]}
+            {
+                "integration-name": "Toloka",
+                "python-modules": [
+                    "airflow_provider_toloka.triggers.operation",
+                    "airflow_provider_toloka.triggers.cascade",
+                ],
+            }
         ],
         "connection-types": [
             {

@@ -38,12 +38,17 @@ with DAG(
         close_open=True,
         dry_run=True,
     )
+    # [START cascade]
     archive = TolokaArchiveProjectOperator(
         task_id="archive_project_cascade",
         project_id="{{ params.project_id }}",
-        cascade=True,
-        close_open=True,
-        poll_interval=2,
+        cascade=True,  # pools and trainings (each training once its pools are done), then the project
+        close_open=True,  # close OPEN pools/trainings first instead of refusing
+        dry_run=False,  # True: log and return the plan, send no close or archive request
+        max_concurrency=128,  # operations in flight at once (1-300)
+        timeout=3600,  # seconds for the whole cascade (default: no limit)
+        poll_interval=2,  # longest pause between two reads of a running operation (s)
     )
+    # [END cascade]
 
     plan >> archive

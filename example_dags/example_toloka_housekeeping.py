@@ -26,6 +26,7 @@ still collecting labels and one closed this week (both skipped).
 
 from __future__ import annotations
 
+# [START housekeeping_recipe]
 import os
 from datetime import datetime, timedelta
 
@@ -95,3 +96,4 @@ with DAG(
         plan >> approve >> archive
     else:
         plan >> archive
+# [END housekeeping_recipe]

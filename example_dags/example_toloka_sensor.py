@@ -30,6 +30,7 @@ with DAG(
         "pool": os.environ.get("TOLOKA_POOL", "default_pool"),
     },
 ) as dag:
+    # [START sensor_after_archive]
     archive = TolokaArchivePoolOperator(
         task_id="archive_pool", pool_id="{{ params.pool_id }}", wait_for_completion=False
     )
@@ -41,3 +42,4 @@ with DAG(
         mode="reschedule",
     )
     archive >> wait
+    # [END sensor_after_archive]

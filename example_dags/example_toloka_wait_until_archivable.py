@@ -31,14 +31,16 @@ with DAG(
     # TOLOKA_POOL names a pool that bounds Toloka traffic (docs/deployment.md).
     default_args={"pool": os.environ.get("TOLOKA_POOL", "default_pool")},
 ) as dag:
+    # [START wait_until_archivable]
     archive_pool = TolokaArchivePoolOperator(
         task_id="archive_pool",
         pool_id="{{ params.pool_id }}",
-        wait_until_archivable=True,
-        archivable_check_interval=timedelta(hours=6).total_seconds(),
-        archivable_timeout=timedelta(days=10).total_seconds(),
+        wait_until_archivable=True,  # default False: the refusal fails the task, as before
+        archivable_check_interval=timedelta(hours=6).total_seconds(),  # between checks (default 21600, >= 60)
+        archivable_timeout=timedelta(days=10).total_seconds(),  # from the first refusal (default 864000)
         poll_interval=2,
     )
+    # [END wait_until_archivable]
     archive_project = TolokaArchiveProjectOperator(
         task_id="archive_project", project_id="{{ params.project_id }}", poll_interval=2
     )

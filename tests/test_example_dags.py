@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from dag_testing import for_dag_test
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
 EXAMPLE_DAG_IDS = {
@@ -24,23 +23,12 @@ EXAMPLE_DAG_IDS = {
 }
 
 
-@pytest.fixture(scope="session")
-def airflow_db():
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-
-
 def load_dag(name: str):
     """The example's DAG, ready for ``.test()``."""
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dag = module.dag
-    # Airflow 3.0's SDK DAG has no test(); `airflow dags test` there converts it to the scheduler's DAG.
-    if not hasattr(dag, "test"):
-        from airflow.models.dag import DAG
-
-        dag = DAG.from_sdk_dag(dag)
-    return dag
+    return for_dag_test(module.dag)
 
 
 def test_examples_import_without_errors():
@@ -57,13 +45,6 @@ def test_every_example_task_runs_in_the_pool_named_by_toloka_pool(monkeypatch, d
     assert {task.pool for task in load_dag(dag_id).tasks} == {"toloka"}
     monkeypatch.delenv("TOLOKA_POOL")
     assert {task.pool for task in load_dag(dag_id).tasks} == {"default_pool"}
-
-
-@pytest.fixture
-def demo(toloka_conn):
-    toloka_conn.operation_duration = 0.5
-    toloka_conn.load_seed("demo")
-    return toloka_conn
 
 
 def test_archive_example_archives_pools_training_and_project(airflow_db, demo):

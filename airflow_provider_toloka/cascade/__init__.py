@@ -9,6 +9,9 @@ requests, ``execute`` runs each step as soon as its needs are done on a bounded 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, CascadeRunner, Log
@@ -30,10 +33,17 @@ def archive_project_cascade(
     poll_interval: float = 10.0,
     timeout: float | None = None,
     log: Log,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """List, plan, check, then (unless ``dry_run``) close and archive; return the summary or the plan.
 
+    The one cascade: the worker runs it for ``deferrable=False``, the triggerer for ``deferrable=True``
+    (``triggers/cascade.py``).
+
     :param timeout: seconds for the close and archive steps together (``None``: no limit).
+    :param stop: set to end the run early (``CascadeRunner``'s ``stop``).
+    :param clock: what ``timeout`` is counted on (the triggerer counts it from when the task deferred).
     """
     project = hook.get_project(project_id)
     plan = plan_cascade(
@@ -51,6 +61,12 @@ def archive_project_cascade(
         return {"dry_run": True, "plan": plan.to_dict()}
     check_preflight(plan)
     runner = CascadeRunner(
-        hook, max_concurrency=max_concurrency, poll_interval=poll_interval, timeout=timeout, log=log
+        hook,
+        max_concurrency=max_concurrency,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        log=log,
+        stop=stop,
+        clock=clock,
     )
     return runner.run(plan)

@@ -6,7 +6,8 @@ project's archive needs everything. The main loop hands every step whose needs a
 bounded thread pool; a worker sends one close or archive and waits (through the shared
 ``OperationWatcher``) for its operation. So at most ``max_concurrency`` operations are in flight,
 and a training starts as soon as its own pools finish instead of after every pool (under a pace, once
-no pool is left to send: ``CascadeRunner._goes_last``).
+no pool is left to send: ``CascadeRunner._goes_last``, and its request only once no close or pool
+archive handed to a worker still waits for its answer: ``CascadeRunner._wait_for_first_steps``).
 
 A refusal that time clears (a pool in its rejection window) holds back only what needs that pool;
 the rest goes on. Any other failure stops new work and what is in flight is waited for. Either
@@ -16,6 +17,8 @@ retry plans again and continues.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -100,6 +103,10 @@ class CascadeTimedOut(Exception):
     """Wakes the workers still waiting when the cascade's ``timeout`` passes."""
 
 
+class CascadeStopped(Exception):
+    """Wakes the workers still waiting when the run is told to stop (its trigger was cancelled)."""
+
+
 class CascadeRunner:
     """Runs one plan against Toloka through ``hook`` (give it a ``SharedThrottle``).
 
@@ -108,6 +115,9 @@ class CascadeRunner:
     :param timeout: seconds for the whole cascade; when they pass, no new step starts, the workers
         stop waiting, and the task fails naming what is done and what is left. ``None``: no limit.
     :param progress_every: longest silence, in seconds, between progress lines.
+    :param stop: once set, no new step starts and the workers stop waiting (what was sent keeps running
+        in Toloka): how the triggerer ends a cascade whose trigger it cancelled, since a thread cannot
+        be cancelled from outside. ``None``: the run is never told to stop.
     """
 
     def __init__(
@@ -120,8 +130,10 @@ class CascadeRunner:
         timeout: float | None = None,
         progress_every: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
     ) -> None:
         self.hook = hook
+        self.stop = stop
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.log = log
@@ -139,6 +151,10 @@ class CascadeRunner:
         self._timed_out = False
         self._deadline: float | None = None
         self._sent: set[Step] = set()  # steps whose request has gone out (added from worker threads)
+        # Closes and pool archives handed to a worker whose request has not been answered yet: under a
+        # pace a training's or the project's archive waits for none to be left (``_wait_for_first_steps``).
+        self._first_unsent = 0
+        self._first_sent = threading.Condition()
 
     def run(self, plan: CascadePlan) -> dict[str, Any]:
         self.summary["project"]["id"] = plan.project_id
@@ -191,7 +207,11 @@ class CascadeRunner:
             while True:
                 while (ready or last) and not stopped and len(in_flight) < self.max_concurrency:
                     step = ready.popleft() if ready else last.popleft()
-                    in_flight[pool.submit(self._one, step, watcher)] = step
+                    if not _follows_pools(step):
+                        with self._first_sent:
+                            self._first_unsent += 1
+                    # In the caller's context: in the triggerer, that routes log lines to the task's log.
+                    in_flight[pool.submit(contextvars.copy_context().run, self._one, step, watcher)] = step
                 if not in_flight:
                     break
                 watcher.set_busy(self._paced() and self._unsent(ready, last, in_flight.values()))
@@ -204,6 +224,9 @@ class CascadeRunner:
                     # Again on every turn: a worker whose request was still out registers after.
                     self._timed_out = stopped = True
                     watcher.abort(CascadeTimedOut(f"the cascade's timeout of {self.timeout:g} s passed"))
+                if self.stop is not None and self.stop.is_set():
+                    stopped = True
+                    watcher.abort(CascadeStopped("the cascade was stopped (its trigger was cancelled)"))
                 progress.tick()
                 pause = min(watcher.seconds_until_due(), progress.seconds_until_due())
                 if deadline is not None and not self._timed_out:
@@ -236,12 +259,16 @@ class CascadeRunner:
         return any(step not in self._sent and not self._goes_last(step) for queue in queues for step in queue)
 
     def _one(self, step: Step, watcher: OperationWatcher) -> tuple[str, dict[str, Any] | None]:
-        if step.action == "archive":
-            operation = self.hook.archive(step.kind, step.id)  # type: ignore[arg-type]
-        elif step.kind == "pool":
-            operation = self.hook.close_pool(step.id)
+        if _follows_pools(step):
+            self._wait_for_first_steps()
+            operation = self._send(step)
         else:
-            operation = self.hook.close_training(step.id)
+            try:
+                operation = self._send(step)
+            finally:
+                with self._first_sent:
+                    self._first_unsent -= 1
+                    self._first_sent.notify_all()
         self._sent.add(step)
         if operation is None:
             return SKIPPED, None  # already archived (or closed), e.g. Toloka auto-archived an idle pool
@@ -253,6 +280,28 @@ class CascadeRunner:
             raise self.hook.operation_failed(operation)
         return DONE, operation
 
+    def _send(self, step: Step) -> dict[str, Any] | None:
+        if step.action == "archive":
+            return self.hook.archive(step.kind, step.id)  # type: ignore[arg-type]
+        if step.kind == "pool":
+            return self.hook.close_pool(step.id)
+        return self.hook.close_training(step.id)
+
+    def _wait_for_first_steps(self) -> None:
+        """Under a pace, hold a training's or the project's archive until no close or pool archive handed
+        to a worker still waits for its answer.
+
+        The main loop hands these archives out only once no other step is ready (``_goes_last``), but the
+        last pool's worker and a training's can reach the pace in either order: which thread the CPU runs
+        first decides. Waiting here makes "after every pool" hold on a busy machine too. It costs the
+        training nothing: its turn would come after those pools' turns anyway. A close or pool archive
+        handed out later (one freed by a close that finished) is waited for as well if it comes first.
+        """
+        if not self._paced():
+            return
+        with self._first_sent:
+            self._first_sent.wait_for(lambda: self._first_unsent == 0)
+
     def _goes_last(self, step: Step) -> bool:
         """Whether a free step waits behind every other ready one: a training's or the project's
         archive while the task keeps to a pace (declared ``requests_per_second``, or learned from a 429).
@@ -263,7 +312,7 @@ class CascadeRunner:
         when the pace has requests to spare. Without a pace a request costs no one a turn, so each
         training starts the moment its pools are done.
         """
-        return step.action == "archive" and step.kind != "pool" and self._paced()
+        return _follows_pools(step) and self._paced()
 
     def _paced(self) -> bool:
         """Whether the task keeps to a pace, declared or learned from a 429 (so a request takes a turn)."""
@@ -341,6 +390,11 @@ class CascadeRunner:
             "skipped, the rest is archived."
         )
         return "\n".join(lines)
+
+
+def _follows_pools(step: Step) -> bool:
+    """A training's or the project's archive: under a pace it goes after the pools (``_goes_last``)."""
+    return step.action == "archive" and step.kind != "pool"
 
 
 def _code(error: BaseException) -> str | None:

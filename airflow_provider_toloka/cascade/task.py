@@ -16,6 +16,7 @@ from airflow_provider_toloka.exceptions import TolokaCascadeHeldBack
 from airflow_provider_toloka.validation import validate_count
 
 if TYPE_CHECKING:
+    from airflow_provider_toloka.connection import TolokaConnectionSettings
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
 
@@ -26,13 +27,8 @@ def check_cascade_options(
     dry_run: bool,
     max_concurrency: int,
     wait_for_completion: bool,
-    deferrable: object,
 ) -> int:
-    """Refuse options that do not go with ``cascade`` (before any request); return ``max_concurrency``.
-
-    :param deferrable: the value the DAG passed explicitly (``None`` if it did not): one that comes
-        from ``[operators] default_deferrable`` is not refused, only ignored.
-    """
+    """Refuse options that do not go with ``cascade`` (before any request); return ``max_concurrency``."""
     checked = validate_count(
         "max_concurrency",
         max_concurrency,
@@ -48,31 +44,38 @@ def check_cascade_options(
             "wait_for_completion=False does not go with cascade=True: the project can only be "
             "archived after its pools' archives finish. Drop one of them."
         )
-    if cascade and deferrable:
-        raise ValueError(
-            "deferrable=True does not go with cascade=True: the cascade waits on many operations "
-            "from the worker, between requests that depend on them, and cannot hand that to the "
-            "triggerer. Drop deferrable (bound the run with timeout), or archive without cascade."
-        )
     return checked
 
 
-def cascade_hook(toloka_conn_id: str, max_concurrency: int, **terms: Any) -> TolokaHook:
+def cascade_hook(
+    toloka_conn_id: str,
+    max_concurrency: int,
+    *,
+    settings: TolokaConnectionSettings | None = None,
+    **terms: Any,
+) -> TolokaHook:
     """A hook for the cascade's workers: one shared pace, and a connection each plus the watcher's.
 
     The shared pace makes a 429 slow them all down instead of each alone; the pooled connections
     mean none is opened and dropped per request. ``terms``: the operator's other hook arguments
     (``wait_out_quota``, ``deadline``).
+
+    :param settings: the connection, already read (the triggerer reads it with the async API: a
+        blocking read there can hang Airflow 3.0's triggerer, see ``compat``); ``None``: the hook reads
+        it when first needed.
     """
     from airflow_provider_toloka.hooks.toloka import TolokaHook
     from airflow_provider_toloka.throttle import SharedThrottle
 
-    return TolokaHook(
+    hook = TolokaHook(
         toloka_conn_id=toloka_conn_id,
         throttle=SharedThrottle(),
         max_connections=max_concurrency + 1,
         **terms,
     )
+    if settings is not None:
+        hook.__dict__["settings"] = settings  # what the cached ``settings`` property would have read
+    return hook
 
 
 def run_cascade_task(
@@ -97,8 +100,8 @@ def run_cascade_task(
     # Looked up at call time, through the package: tests stand in for it there.
     from airflow_provider_toloka.cascade import archive_project_cascade
 
-    try:
-        summary = archive_project_cascade(
+    return finish_cascade(
+        lambda: archive_project_cascade(
             hook,
             project_id,
             close_open=close_open,
@@ -107,7 +110,27 @@ def run_cascade_task(
             poll_interval=poll_interval,
             timeout=timeout,
             log=log,
-        )
+        ),
+        dry_run=dry_run,
+        check_again_later=check_again_later,
+        push_operation_id=push_operation_id,
+    )
+
+
+def finish_cascade(
+    outcome: Callable[[], dict[str, Any]],
+    *,
+    dry_run: bool,
+    check_again_later: Callable[[str, Exception], None] | None,
+    push_operation_id: Callable[[str], None],
+) -> dict[str, Any]:
+    """What the task does with a cascade's outcome, whether the worker ran it or the triggerer did.
+
+    :param outcome: returns the summary, or raises as the cascade did (``run_cascade_task`` runs it
+        here; a resumed task reads it from the trigger's event, ``outcome.summary_from_event``).
+    """
+    try:
+        summary = outcome()
     except TolokaCascadeHeldBack as held:
         if check_again_later is not None and not dry_run:
             check_again_later(", ".join(sorted(held.codes)), held)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # "400" and "403" are refusals a client must not retry; the rest are the transient trouble it must survive.
@@ -77,10 +78,13 @@ class RateLimiter:
     """A sliding one-second window over accepted requests; ``limit=None`` lets everything through.
 
     Refused requests do not count, so a client that backs off gets in again after a second, as with Toloka.
+    The second is the emulator's (``clock``): ``advance_clock`` moves the window on, and on a stopped clock
+    the limit counts requests, not time, so a test of a burst does not depend on how fast the machine is.
     """
 
-    def __init__(self, limit: float | None = None) -> None:
+    def __init__(self, limit: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
+        self.clock = clock
         self._lock = threading.Lock()
         self._accepted: collections.deque[float] = collections.deque()
 
@@ -88,7 +92,7 @@ class RateLimiter:
         limit = self.limit
         if limit is None:
             return True
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             while self._accepted and self._accepted[0] <= now - 1.0:
                 self._accepted.popleft()

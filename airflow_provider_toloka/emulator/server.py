@@ -105,7 +105,7 @@ class TolokaEmulator:
         self._state = EmulatorState(clock=clock)
         self.operation_duration = operation_duration
         self._faults = FaultPlan()
-        self._limiter = RateLimiter()
+        self._limiter = RateLimiter(clock=self._state.now)  # the emulator's second, not the machine's
         self._log = RequestLog()
         self._gate = Gate(
             create_app(self._state),
@@ -369,7 +369,11 @@ class TolokaEmulator:
 
     @property
     def rate_limit(self) -> float | None:
-        """Requests per second (sliding one-second window) before answering 429; ``None`` is unlimited."""
+        """Requests per second before answering 429; ``None`` is unlimited.
+
+        A sliding one-second window of the emulator's time: ``advance_clock`` moves it on, and with a
+        stopped ``clock`` every request falls in the same second until the test advances it.
+        """
         return self._limiter.limit
 
     @rate_limit.setter

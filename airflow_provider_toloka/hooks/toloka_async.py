@@ -68,6 +68,9 @@ class SharedClient:
     # triggers queued that is quadratic (benchmarks/bench_trigger.py shows the CPU it burns). Waiting here,
     # in O(1) per wake-up, keeps its queue no longer than the pool.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
+    # The connection's declared ``requests_per_second``, kept by every hook on this client that brings no
+    # pacer of its own (the shared reader brings one that outlives clients).
+    pacer: AsyncPacer = field(default_factory=AsyncPacer)
     # The account's budget shared with every process (``rate_limit_storage_uri``), taken after the pace.
     budget: SharedBudget | None = None
 
@@ -111,7 +114,7 @@ async def _open(conn_id: str) -> SharedClient:
         from airflow_provider_toloka.budget import budget_for
 
         budget = budget_for(settings)
-    return SharedClient(settings, client, budget=budget)
+    return SharedClient(settings, client, pacer=AsyncPacer(settings.requests_per_second), budget=budget)
 
 
 def _needs_opening(opening: asyncio.Task[SharedClient] | None) -> bool:
@@ -159,8 +162,8 @@ class TolokaAsyncHook(BaseHook):
     :param max_retries: retries after a transient fault; ``None`` takes the connection's ``max_retries``.
         ``0`` sends each request once and raises its fault as is, for a caller that rides out faults
         itself (the shared reader of ``triggers.reader``).
-    :param pacer: waited on before each request, so a user that owns one (the shared reader) keeps to the
-        connection's ``requests_per_second``; ``None`` sends at once.
+    :param pacer: waited on before each request, for a user whose pace outlives one client (the shared
+        reader); ``None`` keeps the connection's ``requests_per_second`` with every other hook of this loop.
     """
 
     def __init__(
@@ -262,7 +265,7 @@ class TolokaAsyncHook(BaseHook):
 
     async def _send(self, path: str, params: dict[str, str] | None = None) -> Any:
         assert self._shared is not None
-        response = await self._shared.get(path, params, self.pacer)
+        response = await self._shared.get(path, params, self.pacer or self._shared.pacer)
         return read_answer(
             "GET",
             path,

@@ -88,6 +88,33 @@ class Report:
             "failed": failed,
         }
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything the report holds, as JSON data: a deferred run's event carries it to the worker."""
+        return {
+            "dry_run": self.dry_run,
+            "min_idle_days": self.min_idle_days,
+            "close_open": self.close_open,
+            "now": self.now.in_timezone("UTC").isoformat(),
+            "outcomes": [
+                [o.project_id, o.reason, o.detail, [list(obj) for obj in o.objects]] for o in self._sorted()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Report:
+        """The report ``to_state`` was made from (the same summary, table and archived objects)."""
+        now = pendulum.parse(state["now"])
+        assert isinstance(now, pendulum.DateTime)
+        report = cls(
+            dry_run=state["dry_run"],
+            min_idle_days=state["min_idle_days"],
+            close_open=state["close_open"],
+            now=now,
+        )
+        for project_id, reason, detail, objects in state["outcomes"]:
+            report.add(ProjectOutcome(project_id, reason, detail, tuple((k, i, op) for k, i, op in objects)))
+        return report
+
     def table(self) -> str:
         """A heading with the counts, then one row per project: id, outcome, why."""
         summary = self.to_dict()

@@ -11,6 +11,8 @@ A project that fails is recorded and the others go on; the caller decides what a
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +55,15 @@ def run_housekeeping(
     log: Log,
     project_ids: list[str] | None = None,
     max_projects: int | None = None,
+    stop: threading.Event | None = None,
 ) -> Report:
     """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report.
 
     ``project_ids`` limits the run to those projects (a plan a person approved); each is assessed
     again, so one that changed since is skipped with its reason. ``max_projects`` caps the projects
-    handled, lowest ids first; the rest wait for the next run.
+    handled, lowest ids first; the rest wait for the next run. ``stop``, once set, starts no further
+    project and stops the running cascades (``CascadeRunner``'s ``stop``): the triggerer sets it when it
+    cancels a deferred run.
     """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
@@ -88,6 +93,8 @@ def run_housekeeping(
 
     def handle(project: dict[str, Any]) -> ProjectOutcome:
         project_id = str(project.get("id"))
+        if stop is not None and stop.is_set():
+            return ProjectOutcome(project_id, FAILED, "not handled: the run was stopped")
         try:
             verdict = assess(
                 project,
@@ -104,6 +111,7 @@ def run_housekeeping(
                 max_concurrency=per_project,
                 poll_interval=poll_interval,
                 log=_ProjectLog(log, project_id),
+                stop=stop,
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"
@@ -122,7 +130,8 @@ def run_housekeeping(
     with ThreadPoolExecutor(
         max_workers=min(max_concurrency, len(projects)), thread_name_prefix="toloka-housekeeping"
     ) as pool:
-        futures = [pool.submit(handle, project) for project in projects]
+        # In the caller's context: in the triggerer, that routes log lines to the task's log.
+        futures = [pool.submit(contextvars.copy_context().run, handle, project) for project in projects]
         for done, future in enumerate(as_completed(futures), start=1):
             report.add(future.result())
             if done * 10 // len(projects) > (done - 1) * 10 // len(projects):  # every 10 %

@@ -11,7 +11,7 @@ imports ``requests``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,7 +30,12 @@ from airflow_provider_toloka.cascade.execute import (  # MAX_CONCURRENCY: import
     DEFAULT_MAX_CONCURRENCY,
     MAX_CONCURRENCY,  # noqa: F401
 )
-from airflow_provider_toloka.cascade.task import cascade_hook, check_cascade_options, run_cascade_task
+from airflow_provider_toloka.cascade.task import (
+    cascade_hook,
+    check_cascade_options,
+    finish_cascade,
+    run_cascade_task,
+)
 from airflow_provider_toloka.events import OperationEvent, operation_from_event
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -366,8 +371,9 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
     :param cascade: archive the project's pools and trainings, then the project, in this one task
         (see ``docs/cascade.md``); each training as soon as the pools linked to it are archived.
         Stops before changing anything if an object cannot be archived, listing them all. Always
-        waits for every operation, in the worker: ``timeout`` bounds the whole cascade, and
-        ``deferrable=True`` is refused (a ``default_deferrable`` from the config is not).
+        waits for every operation: ``timeout`` bounds the whole cascade. With ``deferrable=True`` the
+        whole cascade (listing, sending, waiting) runs in the triggerer (``TolokaCascadeTrigger``):
+        the worker only checks the arguments, then resumes to record the outcome.
     :param close_open: with ``cascade``, close open pools and trainings first instead of refusing.
     :param dry_run: with ``cascade``, log and return the plan; send no close or archive request.
     :param max_concurrency: with ``cascade``, operations in flight at once (1-300). A 429 slows
@@ -402,7 +408,6 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
             dry_run=dry_run,
             max_concurrency=max_concurrency,
             wait_for_completion=self.wait_for_completion,
-            deferrable=kwargs.get("deferrable"),
         )
 
     @cached_property
@@ -418,8 +423,8 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
         if not self.cascade:
             return super().execute(context)
         self._object_id = validate_id("project_id", self.project_id)
-        if self.deferrable:  # only from [operators] default_deferrable: an explicit True is refused
-            self.log.info("The cascade waits in the worker: default_deferrable does not apply to it.")
+        if self.deferrable:
+            self._defer_cascade()
         summary = run_cascade_task(
             self.hook,
             self._object_id,
@@ -430,10 +435,66 @@ class TolokaArchiveProjectOperator(TolokaArchiveBaseOperator):
             timeout=self.timeout,
             log=self.log,
             check_again_later=self._check_again_later if self.wait_until_archivable else None,
-            push_operation_id=lambda operation_id: context["ti"].xcom_push(
-                key="operation_id", value=operation_id
-            ),
+            push_operation_id=self._push_operation_id(context),
         )
+        return self._cascade_done(context, summary)
+
+    def _defer_cascade(self) -> None:
+        """Hand the whole cascade to the triggerer; the task resumes in ``cascade_complete``."""
+        from airflow_provider_toloka.triggers.cascade import TolokaCascadeTrigger
+
+        self.defer(
+            trigger=TolokaCascadeTrigger(
+                project_id=self._object_id,
+                toloka_conn_id=self.toloka_conn_id,
+                close_open=self.close_open,
+                dry_run=self.plan_only,
+                max_concurrency=self.max_concurrency,
+                poll_interval=self.poll_interval,
+                timeout=self.timeout,
+                end_time=time.time() + self.timeout if self.timeout else None,
+                wait_out_quota=self.wait_out_quota,
+                quota_deadline=self._quota_terms()["deadline"],
+            ),
+            method_name="cascade_complete",
+            # A wait_until_archivable wait in progress goes along, so the next hold-back continues it.
+            kwargs=self._archivable_wait.to_kwargs() if self._archivable_wait is not None else None,
+            # Airflow 3 applies no execution_timeout to a deferral unless told: the run in the triggerer
+            # is the task's work, so it is bounded the same way (the trigger then stops its engine).
+            timeout=self.execution_timeout,
+        )
+
+    def cascade_complete(
+        self,
+        context: Context,
+        event: Any = None,
+        *,
+        first_refused_at: str | None = None,
+        checks: int = 0,
+    ) -> dict[str, Any]:
+        """Resume after ``TolokaCascadeTrigger``: record its outcome as the worker's own run would.
+
+        The same XCom (the summary, the project's ``operation_id``), asset events and errors; a held-back
+        cascade with ``wait_until_archivable`` defers until the next check, which defers the cascade anew.
+        ``first_refused_at`` and ``checks``: that wait so far, carried through the cascade's deferral.
+        """
+        from airflow_provider_toloka.cascade.outcome import summary_from_event
+
+        self._object_id = validate_id("project_id", self.project_id)
+        if first_refused_at is not None:
+            self._archivable_wait = ArchivableWait.from_kwargs(first_refused_at, checks)
+        summary = finish_cascade(
+            lambda: summary_from_event(event),
+            dry_run=self.plan_only,
+            check_again_later=self._check_again_later if self.wait_until_archivable else None,
+            push_operation_id=self._push_operation_id(context),
+        )
+        return self._cascade_done(context, summary)
+
+    def _push_operation_id(self, context: Context) -> Callable[[str], None]:
+        return lambda operation_id: context["ti"].xcom_push(key="operation_id", value=operation_id)
+
+    def _cascade_done(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
         if not self.plan_only:
             record_archived(context, self.hook.settings.api_url, cascade_objects(summary))
         return summary

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.configuration import conf
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_toloka.assets import add_archive_alias, record_archived
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_toloka.hooks.toloka import TolokaHook
+    from airflow_provider_toloka.housekeeping import Report
 
 DEFAULT_MAX_CONCURRENCY = 8
 # Projects handled at once; each of them gets an even share of the cascade's operations in flight.
@@ -61,6 +63,10 @@ class TolokaHousekeepingOperator(BaseOperator):
         each is assessed again, so one that changed since is skipped with its reason. Templated.
     :param max_projects: handle at most this many projects per run (lowest ids first); the rest wait
         for the next run.
+    :param deferrable: run the whole pass (listing, assessing, archiving, waiting) in the triggerer
+        (``TolokaHousekeepingTrigger``), so the task holds no worker slot meanwhile: the worker checks
+        the arguments, defers, and resumes only to record the report. Default:
+        ``[operators] default_deferrable``.
 
     Every archived object (pools, trainings, project) gets an event of its ``toloka://`` asset through
     the ``toloka_archive`` alias (see ``docs/assets.md``); a dry run records none.
@@ -81,10 +87,12 @@ class TolokaHousekeepingOperator(BaseOperator):
         project_ids: Sequence[str | int] | str | None = None,
         max_projects: int | None = None,
         wait_out_quota: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         add_archive_alias(self)
+        self.deferrable = deferrable
         self.project_ids = project_ids
         self.max_projects = (
             None if max_projects is None else validate_count("max_projects", max_projects, minimum=1)
@@ -119,10 +127,11 @@ class TolokaHousekeepingOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
         from airflow_provider_toloka.housekeeping import run_housekeeping
 
         project_ids = _validate_project_ids(self.project_ids)
+        if self.deferrable:
+            self._defer(project_ids)
         report = run_housekeeping(
             self.hook,
             min_idle_days=self.min_idle_days,
@@ -134,6 +143,50 @@ class TolokaHousekeepingOperator(BaseOperator):
             project_ids=project_ids,
             max_projects=self.max_projects,
         )
+        return self._record(context, report)
+
+    def _defer(self, project_ids: list[str] | None) -> None:
+        """Hand the whole pass to the triggerer; the task resumes in ``execute_complete``."""
+        from airflow_provider_toloka.triggers.cascade import TolokaHousekeepingTrigger
+
+        self.defer(
+            trigger=TolokaHousekeepingTrigger(
+                toloka_conn_id=self.toloka_conn_id,
+                min_idle_days=self.min_idle_days,
+                close_open=self.close_open,
+                dry_run=self.plan_only,
+                max_concurrency=self.max_concurrency,
+                poll_interval=self.poll_interval,
+                project_ids=project_ids,
+                max_projects=self.max_projects,
+                wait_out_quota=self.wait_out_quota,
+                quota_deadline=task_deadline(self.execution_timeout),
+            ),
+            method_name="execute_complete",
+            # Airflow 3 applies no execution_timeout to a deferral unless told: the run in the triggerer
+            # is the task's work, so it is bounded the same way (the trigger then stops its engine).
+            timeout=self.execution_timeout,
+        )
+
+    def execute_complete(self, context: Context, event: Any) -> dict[str, Any]:
+        """Resume after ``TolokaHousekeepingTrigger``: the same table, XCom, asset events and errors."""
+        from airflow_provider_toloka.cascade.outcome import unpack
+        from airflow_provider_toloka.exceptions import TolokaError
+        from airflow_provider_toloka.housekeeping import Report
+
+        if not isinstance(event, dict) or event.get("status") not in ("done", "error"):
+            raise TolokaError(
+                f"Expected an event from TolokaHousekeepingTrigger with a status of done or error, got "
+                f"{event!r:.300}; the trigger and the task may come from different provider versions."
+            )
+        if event["status"] == "error":
+            raise TolokaError(f"Housekeeping failed in the triggerer: {event.get('message')}")
+        return self._record(context, Report.from_state(unpack(event["packed"])))
+
+    def _record(self, context: Context, report: Report) -> dict[str, Any]:
+        """Log the table, record the asset events, return the summary or fail naming the failures."""
+        from airflow_provider_toloka.exceptions import TolokaHousekeepingFailed
+
         self.log.info("%s", report.table())
         summary = report.to_dict()
         if not self.plan_only:

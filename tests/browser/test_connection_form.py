@@ -134,6 +134,20 @@ def show_whole_form(page, dialog) -> None:
     expect(dialog.get_by_role("button", name="Save")).to_be_in_viewport(ratio=1)
 
 
+def labels_once_drawn(page, dialog, wanted: tuple[str, ...], timeout: float = 60.0) -> list[str]:
+    """The dialog's field labels once all of ``wanted`` are drawn, or as they are after ``timeout`` seconds.
+
+    After the type is picked the form redraws with that type's fields, in the page's own time: the labels
+    read at once, on a busy machine, were still the form before it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
+        if set(wanted) <= set(labels) or time.monotonic() > deadline:
+            return labels
+        page.wait_for_timeout(100)
+
+
 def test_toloka_connection_form(api_server, page, tmp_path):
     # The first visit signs in (every visitor is admin here) through a redirect the page's script starts;
     # Airflow 3.0 then lands on its home page, not on the page asked for. So sign in on the home page
@@ -148,9 +162,10 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     dialog.get_by_role("combobox").first.fill("Toloka")
     page.keyboard.press("Enter")
 
-    labels = [label.inner_text().strip(" *\n") for label in dialog.locator("label").all()]
-    for wanted in ("Host override", "API token", *EXTRA_FIELD_LABELS):
-        assert wanted in labels
+    wanted = ("Host override", "API token", *EXTRA_FIELD_LABELS)
+    labels = labels_once_drawn(page, dialog, wanted)
+    for label in wanted:
+        assert label in labels
     for hidden in ("Login", "Port", "Schema"):
         assert hidden not in labels
     token = dialog.locator("input[name=password]")

@@ -47,3 +47,11 @@ def api(toloka_emulator: TolokaEmulator) -> Iterator[Api]:  # noqa: F811 (the fi
     client = Api(toloka_emulator)
     yield client
     client.session.close()
+
+
+@pytest.fixture
+def stopped_api(stopped_clock_emulator: TolokaEmulator) -> Iterator[Api]:
+    """``Api`` on the emulator whose clock moves only by ``advance_clock`` (``stopped_clock_emulator``)."""
+    client = Api(stopped_clock_emulator)
+    yield client
+    client.session.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 
 import pytest
 import requests
@@ -42,9 +41,12 @@ def test_both_authorization_schemes_are_accepted(toloka_emulator, scheme):
     assert response.json()["status"] == "CLOSED"
 
 
-def test_archive_runs_pending_then_running_then_success_and_archives_the_pool(toloka_emulator, api):
-    toloka_emulator.operation_duration = 1.5  # RUNNING from 0.15 s to 1.5 s: room for two slow reads
-    toloka_emulator.add_pool("10", project_id="1")
+def test_archive_runs_pending_then_running_then_success_and_archives_the_pool(
+    stopped_clock_emulator, stopped_api
+):
+    emulator, api = stopped_clock_emulator, stopped_api
+    emulator.operation_duration = 1.5  # PENDING until 0.15 s, RUNNING until 1.5 s, of the emulator's time
+    emulator.add_pool("10", project_id="1")
 
     submitted = api.post("/pools/10/archive")
 
@@ -61,30 +63,24 @@ def test_archive_runs_pending_then_running_then_success_and_archives_the_pool(to
     assert operation["parameters"] == {"pool_id": "10"}
     assert operation["details"] == {}
 
-    def read_until(condition):
-        """Read the operation until ``condition`` holds of it (waiting on the emulator, not on a clock)."""
-        for _ in range(1000):
-            read = api.get(f"/operations/{operation['id']}").json()
-            if condition(read):
-                return read
-            time.sleep(0.01)
-        raise AssertionError(f"never happened; last read {read}")
+    def read_after(seconds):
+        emulator.advance_clock(seconds)
+        return api.get(f"/operations/{operation['id']}").json()
 
-    early = read_until(lambda read: read["progress"] > 0)
-    later = read_until(lambda read: read["progress"] > early["progress"])
+    early, later = read_after(0.5), read_after(0.5)
     assert (early["status"], later["status"]) == ("RUNNING", "RUNNING")
     assert TIME_FORMAT.fullmatch(early["started"])
     assert early["finished"] is None
     assert 0 < early["progress"] < later["progress"] < 100
     assert api.get("/pools/10").json()["status"] == "CLOSED"  # the effect waits for completion
 
-    done = api.wait(operation["id"])
+    done = read_after(0.5)
     assert done["status"] == "SUCCESS"
     assert done["progress"] == 100
     assert TIME_FORMAT.fullmatch(done["finished"])
     assert done["submitted"] <= done["started"] <= done["finished"]
     assert api.get("/pools/10").json()["status"] == "ARCHIVED"
-    assert toloka_emulator.object("pool", "10")["status"] == "ARCHIVED"
+    assert emulator.object("pool", "10")["status"] == "ARCHIVED"
 
 
 def test_zero_duration_answers_success_at_once(toloka_emulator, api):
@@ -205,35 +201,35 @@ def test_a_project_needs_every_pool_and_training_archived(toloka_emulator, api):
     assert api.post("/projects/1/archive").status_code == 204
 
 
-def test_a_second_archive_while_one_runs_is_operation_already_exists(toloka_emulator, api):
-    toloka_emulator.operation_duration = 1.0
-    toloka_emulator.add_pool("10", project_id="1")
-    first = api.post("/pools/10/archive").json()
+def test_a_second_archive_while_one_runs_is_operation_already_exists(stopped_clock_emulator, stopped_api):
+    # The emulator's clock is stopped: the first operation still runs when the second request comes.
+    stopped_clock_emulator.add_pool("10", project_id="1")
+    first = stopped_api.post("/pools/10/archive").json()
 
-    second = api.post("/pools/10/archive")
+    second = stopped_api.post("/pools/10/archive")
 
     assert second.status_code == 409
     assert second.json()["code"] == "OPERATION_ALREADY_EXISTS"
     assert second.json()["payload"] == {"operation_id": first["id"]}
-    assert len(toloka_emulator.operations()) == 1
+    assert len(stopped_clock_emulator.operations()) == 1
 
 
-def test_a_project_archive_while_one_runs_is_operation_already_exists(toloka_emulator, api):
-    toloka_emulator.operation_duration = 1.0
-    toloka_emulator.add_project("1")
-    first = api.post("/projects/1/archive").json()
+def test_a_project_archive_while_one_runs_is_operation_already_exists(stopped_clock_emulator, stopped_api):
+    # The emulator's clock is stopped: the first operation still runs when the second request comes.
+    stopped_clock_emulator.add_project("1")
+    first = stopped_api.post("/projects/1/archive").json()
 
-    second = api.post("/projects/1/archive")
+    second = stopped_api.post("/projects/1/archive")
 
     assert second.json()["payload"] == {"operation_id": first["id"]}
 
 
-def test_archiving_while_a_close_runs_is_operation_already_exists(toloka_emulator, api):
-    toloka_emulator.operation_duration = 1.0
-    toloka_emulator.add_pool("10", project_id="1", status="OPEN")
-    close = api.post("/pools/10/close").json()
+def test_archiving_while_a_close_runs_is_operation_already_exists(stopped_clock_emulator, stopped_api):
+    # The emulator's clock is stopped: the first operation still runs when the second request comes.
+    stopped_clock_emulator.add_pool("10", project_id="1", status="OPEN")
+    close = stopped_api.post("/pools/10/close").json()
 
-    archive = api.post("/pools/10/archive")
+    archive = stopped_api.post("/pools/10/archive")
 
     assert archive.status_code == 409
     assert archive.json()["payload"] == {"operation_id": close["id"]}

@@ -80,7 +80,10 @@ def test_drop_closes_the_connection_without_an_answer(toloka_emulator, api, pool
     assert api.post(f"/pools/{pool}/archive").status_code == 202  # the same session recovers
 
 
-def test_drop_after_handling_loses_the_answer_but_keeps_the_effect(toloka_emulator, api, pool):
+def test_drop_after_handling_loses_the_answer_but_keeps_the_effect(stopped_clock_emulator, stopped_api):
+    # The emulator's clock is stopped: the archive still runs when the client asks again.
+    toloka_emulator, api, pool = stopped_clock_emulator, stopped_api, "10"
+    toloka_emulator.add_pool(pool, project_id="1")
     toloka_emulator.inject_fault("drop", path="/archive", when="after")
 
     with pytest.raises(requests.ConnectionError):
@@ -118,16 +121,22 @@ def test_a_slow_answer_trips_a_client_timeout(toloka_emulator, api, pool):
         api.session.get(f"{api.base}/pools/{pool}", timeout=0.1)
 
 
-def test_rate_limit_answers_429_with_retry_after_past_the_limit(toloka_emulator, api, pool):
+def test_rate_limit_answers_429_with_retry_after_past_the_limit(stopped_clock_emulator, stopped_api):
+    toloka_emulator, api, pool = stopped_clock_emulator, stopped_api, "10"
+    toloka_emulator.add_pool(pool, project_id="1")
     toloka_emulator.rate_limit = 10
 
-    # Eleven requests fit well inside one second even on a busy machine; the eleventh is one too many.
+    # The emulator's clock is stopped, so all eleven come within one of its seconds, however slow the
+    # machine is; the eleventh is one too many.
     responses = [api.get(f"/pools/{pool}") for _ in range(11)]
 
     assert [r.status_code for r in responses] == [200] * 10 + [429]
     assert responses[-1].json()["code"] == "TOO_MANY_REQUESTS"
     assert responses[-1].headers["Retry-After"] == "1"
-    time.sleep(1.05)
+    assert api.get(f"/pools/{pool}").status_code == 429  # the same second of the emulator's
+    toloka_emulator.advance_clock(0.99)
+    assert api.get(f"/pools/{pool}").status_code == 429
+    toloka_emulator.advance_clock(0.02)  # a second after the first ten
     assert api.get(f"/pools/{pool}").status_code == 200
     toloka_emulator.rate_limit = None
     assert all(api.get(f"/pools/{pool}").status_code == 200 for _ in range(30))

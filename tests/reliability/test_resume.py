@@ -75,6 +75,37 @@ def archive_posts(emu) -> int:
     return sum(1 for r in emu.requests if r.method == "POST" and r.path.endswith("/archive"))
 
 
+@pytest.fixture
+def stopped_emu(stopped_clock_conn):
+    """The emulator on a stopped clock: an archive runs until the test moves the clock, however slow the
+    machine is."""
+    stopped_clock_conn.add_pool("10", project_id="1", status="CLOSED")
+    return stopped_clock_conn
+
+
+@pytest.fixture
+def stopped_hook(stopped_emu):
+    """``hook``'s millisecond back-off, against ``stopped_emu``."""
+    return TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
+
+
+def end_the_archive_once_waited_on(emu) -> threading.Thread:
+    """Move the stopped clock past the archive's end once a try reads the operation by its id: that try
+    has found the running archive and waits on it (an event in the request log, not a time)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120  # a test that never gets there fails on its own assertion
+        while time.monotonic() < deadline:
+            if any(r.method == "GET" and r.path.startswith("/api/v1/operations/") for r in emu.requests):
+                emu.advance_clock(60)
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
 # -- ResumableJobMixin: the stored operation id ----------------------------------------------------
 
 
@@ -90,11 +121,12 @@ def test_the_operation_id_is_stored_before_waiting(emu):
 
 
 @needs_task_state_store
-def test_a_retry_after_a_time_out_waits_on_the_stored_operation_without_asking_again(emu):
-    emu.operation_duration = 1.0
+def test_a_retry_after_a_time_out_waits_on_the_stored_operation_without_asking_again(stopped_emu):
+    emu = stopped_emu
     store = FakeTaskStateStore()
     with pytest.raises(TolokaOperationTimeout):
-        run_try(store, timeout=0.2)
+        run_try(store, timeout=0.2)  # the archive runs until the clock moves
+    emu.advance_clock(60)
 
     result, pushed = run_try(store)
 
@@ -186,9 +218,10 @@ def test_durable_false_stores_nothing_and_a_retry_asks_toloka_again(emu):
 # -- no stored id: the hook finds the running archive ----------------------------------------------
 
 
-def test_without_a_store_a_retry_waits_on_the_archive_already_running(emu, hook):
-    emu.operation_duration = 0.5
+def test_without_a_store_a_retry_waits_on_the_archive_already_running(stopped_emu, stopped_hook):
+    emu, hook = stopped_emu, stopped_hook
     started = hook.archive_pool("10")  # the first try: it submitted, then its worker died
+    end_the_archive_once_waited_on(emu)
 
     result, pushed = run_try()
 
@@ -198,9 +231,10 @@ def test_without_a_store_a_retry_waits_on_the_archive_already_running(emu, hook)
 
 
 @needs_task_state_store
-def test_a_lost_answer_is_found_and_waited_on(emu, hook):
+def test_a_lost_answer_is_found_and_waited_on(stopped_emu, stopped_hook):
+    emu, hook = stopped_emu, stopped_hook
     emu.inject_fault("drop", path="/archive", when="after")
-    emu.operation_duration = 0.5
+    end_the_archive_once_waited_on(emu)
     store = FakeTaskStateStore()
 
     result, _ = run_try(store, hook=hook)

@@ -67,11 +67,14 @@ def test_no_operation_upstream_returns_none_without_deferring(emu):
     assert emu.requests == []
 
 
-async def test_resumes_with_the_operation(emu):
-    emu.operation_duration = 0.3
+async def test_resumes_with_the_operation(stopped_clock_conn):
+    # The emulator's clock is stopped: the archive still runs at the first poke, however slow the machine.
+    emu = stopped_clock_conn
+    emu.add_pool("10", project_id="1", status="CLOSED")
     task = sensor(start_archive(emu), poke_interval=0.05)
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(context())
+    emu.advance_clock(1)  # the archive ends; the trigger's first read finds it done
     [event] = [e.payload async for e in deferred.value.trigger.run()]
     assert task.execute_complete(context(), event)["status"] == "SUCCESS"
 

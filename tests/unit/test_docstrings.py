@@ -19,6 +19,7 @@ from airflow_provider_toloka.operators.archive import (
 )
 from airflow_provider_toloka.operators.housekeeping import TolokaHousekeepingOperator
 from airflow_provider_toloka.sensors.operation import TolokaOperationSensor
+from airflow_provider_toloka.triggers.cascade import TolokaCascadeTrigger, TolokaHousekeepingTrigger
 from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 
 # Passed through **kwargs to a base class of Airflow's, yet part of what the operator promises.
@@ -38,6 +39,8 @@ def _own_docs(cls: type) -> str:
         TolokaHousekeepingOperator,
         TolokaOperationSensor,
         TolokaOperationTrigger,
+        TolokaCascadeTrigger,
+        TolokaHousekeepingTrigger,
     ],
 )
 def test_every_parameter_is_in_the_docstring(cls: type) -> None:
