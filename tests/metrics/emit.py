@@ -17,8 +17,9 @@ from airflow_provider_toloka.triggers.operation import TolokaOperationTrigger
 def start_airflow_metrics() -> None:
     """What Airflow's task runner and triggerer do on start.
 
-    From 3.3 a process picks its metrics logger explicitly (``stats.initialize``); before, ``Stats`` picks
-    it from ``[metrics]`` on first use, so there is nothing to do.
+    From 3.2 a process picks its metrics logger explicitly (``Stats.initialize`` on 3.2, the module's
+    ``initialize`` on 3.3); on 3.0 and 3.1 ``Stats`` picks it from ``[metrics]`` on first use, so there is
+    nothing to do.
     """
     try:
         from airflow.sdk.configuration import conf
@@ -31,6 +32,8 @@ def start_airflow_metrics() -> None:
             factory=stats_utils.get_stats_factory(),
             export_legacy_names=conf.getboolean("metrics", "legacy_names_on", fallback=True),
         )
+    elif hasattr(stats.Stats, "initialize"):
+        stats.Stats.initialize(factory=stats_utils.get_stats_factory(stats.Stats))
 
 
 async def wait_in_triggerer(operation_id: str) -> None:
