@@ -127,6 +127,16 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 300},
                     },
+                    "rate_limit_storage_uri": {
+                        "label": "Rate limit storage",
+                        "description": (
+                            "A Redis every worker and triggerer reaches, e.g. redis://:PASSWORD@host:6379/0 "
+                            "(also rediss://, redis+sentinel://, redis+cluster://): all requests of this "
+                            "account then share one budget of Requests per second, which must be set. "
+                            "Empty: each task keeps its own pace."
+                        ),
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     # Everything Toloka needs has a field of its own above, so the raw JSON is hidden too.

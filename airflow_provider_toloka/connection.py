@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_toloka import __version__
+from airflow_provider_toloka import __version__, storage_uri
 from airflow_provider_toloka.validation import validate_count, validate_seconds
 
 ENVIRONMENTS = {
@@ -60,6 +60,9 @@ class TolokaConnectionSettings:
     # None: learn the pace from Toloka's 429s (throttle.SharedThrottle); set: pace from the first request.
     requests_per_second: float | None = None
     act_under_account_id: str | None = None
+    # Set: every process on this account draws on one budget held there (``budget.SharedBudget``).
+    # Out of ``repr``: it may carry the store's password.
+    rate_limit_storage_uri: str | None = field(default=None, repr=False)
 
     @property
     def authorization(self) -> str:
@@ -79,7 +82,16 @@ class TolokaConnectionSettings:
 
     def scrub(self, text: str) -> str:
         """Hide the token should a server or proxy ever echo it back into an answer we show."""
-        return text.replace(self.token, "***")
+        text = text.replace(self.token, "***")
+        password = self.storage_password
+        return text.replace(password, "***") if password else text
+
+    @property
+    def storage_password(self) -> str | None:
+        """The store's password, only to hide it wherever text is shown."""
+        if not self.rate_limit_storage_uri:
+            return None
+        return storage_uri.password(self.rate_limit_storage_uri)
 
     @classmethod
     def from_connection(cls, conn: Any, *, extra: dict[str, Any] | None = None) -> TolokaConnectionSettings:
@@ -120,6 +132,7 @@ class TolokaConnectionSettings:
         except (TypeError, ValueError):
             raise bad("extra.timeout", timeout, "pass a positive number of seconds, e.g. 30.") from None
         requests_per_second = _requests_per_second(extra.get("requests_per_second"), bad)
+        storage = _rate_limit_storage_uri(extra.get("rate_limit_storage_uri"), requests_per_second, bad)
 
         return cls(
             conn_id=conn_id,
@@ -131,6 +144,7 @@ class TolokaConnectionSettings:
             max_retries=max_retries,
             timeout=timeout,
             requests_per_second=requests_per_second,
+            rate_limit_storage_uri=storage,
         )
 
 
@@ -178,6 +192,39 @@ def _requests_per_second(value: Any, bad: Any) -> float | None:
     if not (0 < rate <= MAX_REQUESTS_PER_SECOND):  # NaN fails every comparison, inf the second
         raise bad("extra.requests_per_second", value, fix)
     return rate
+
+
+def _rate_limit_storage_uri(value: Any, rate: float | None, bad: Any) -> str | None:
+    """The shared budget's store; empty means none (each process keeps its own pace).
+
+    Refused with the value's password masked (``storage_uri.masked``), and refused without
+    ``requests_per_second``: a shared budget needs its size.
+    """
+    if value is None or value == "":
+        return None
+    name = "extra.rate_limit_storage_uri"
+    if not isinstance(value, str):
+        raise bad(name, value, f"give the store as a URI string, e.g. {storage_uri.EXAMPLE!r}.")
+    uri = value.strip()
+    shown = storage_uri.masked(uri)
+    if rate is None:
+        raise bad(
+            name,
+            shown,
+            "a shared budget needs its size: set extra.requests_per_second too (the account's limit, or "
+            "the share of it these connections may use, e.g. 100), or leave rate_limit_storage_uri empty.",
+        )
+    fix = storage_uri.problem(uri)
+    if fix is not None:
+        raise bad(name, shown, fix)
+    password = storage_uri.password(uri)
+    if password:
+        # Airflow masks the connection's password field, not one inside an extra: this one is told here,
+        # so task logs and rendered fields show *** should it ever reach them.
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(password)
+    return uri
 
 
 def _parse_account_id(value: Any, bad: Any) -> str | None:

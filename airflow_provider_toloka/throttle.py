@@ -117,6 +117,11 @@ class SharedThrottle:
             self._local.ahead = False
 
     @property
+    def is_ahead(self) -> bool:
+        """Whether the calling thread is inside ``ahead()`` (the shared budget lets it skip its queue too)."""
+        return bool(getattr(self._local, "ahead", False))
+
+    @property
     def rate(self) -> float | None:
         """Requests per second currently kept to; ``None`` while no pace is needed."""
         return self._rate

@@ -53,6 +53,28 @@ def hook(toloka_conn):
     return TolokaHook(retry_min_wait=0.01, retry_max_wait=0.05)
 
 
+REDIS_PASSWORD = "budget-s3cret-pw"
+
+
+@pytest.fixture
+def redis_store(tmp_path):
+    """A private Redis asking for ``REDIS_PASSWORD`` (Debian's ``redis-server``, as tests/deployment runs it).
+
+    For the shared request budget; tests kill it and start it again on the same port.
+    """
+    from tests.deployment.services import Redis, missing_services
+
+    if "redis-server" in missing_services():
+        message = "needs the Debian package redis-server (.ci/run installs it)"
+        if os.environ.get("TOLOKA_REQUIRE_PRODUCTION_TEST"):
+            pytest.fail(message)
+        pytest.skip(message)
+    store = Redis(tmp_path / "redis", password=REDIS_PASSWORD)
+    store.start()
+    yield store
+    store.stop()
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated metadata DB in the throw-away home, for ``dag.test()``."""

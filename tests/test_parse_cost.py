@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-HEAVY = ("requests", "urllib3", "fastapi", "uvicorn")
+# The shared budget's store client and Airflow's metrics loggers load when a request needs them, never here.
+HEAVY = ("requests", "urllib3", "fastapi", "uvicorn", "limits", "redis", "statsd")
 # The archive operators' base class ResumableJobMixin and the compat shim that finds it: a few small
 # modules, needed to define the class. On Airflow 3.0 and 3.1 ``airflow.sdk`` has not yet imported the
 # namespace package ``airflow.providers.common`` (an empty module) that the shim lives in, nor Airflow's

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_toloka import metrics
 from airflow_provider_toloka.operation_status import is_terminal
 from airflow_provider_toloka.outage import Outage
 
@@ -143,6 +144,7 @@ class OperationWatcher:
         self._outage.recovered()
         with self._lock:
             for operation in finished:
+                metrics.operation_ended(operation)
                 waiter = self._waiters.pop(operation["id"])
                 waiter.operation = operation
                 waiter.done.set()

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from airflow_provider_toloka import metrics
 from airflow_provider_toloka.exceptions import (
     LONG_QUOTAS,
     QUOTA_WINDOWS,
@@ -39,6 +40,7 @@ def read_answer(
 
     :param scrub: hides the token should a server or proxy ever echo it back.
     """
+    metrics.request_answered(method, status_code)
     if status_code == 204:
         return None
     if 300 <= status_code < 400:
@@ -101,6 +103,8 @@ def api_error(
         "retry_after": None if told is None else min(told, MAX_RETRY_AFTER),
     }
     quota = quota_named(status_code, fields["payload"])
+    if status_code == 429:
+        metrics.refused_for_rate(quota)
     if quota in LONG_QUOTAS:
         return TolokaQuotaExhausted(resets_in=QUOTA_WINDOWS[quota] if told is None else told, **fields)
     return TolokaApiError(**fields)

@@ -17,7 +17,7 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook
 from tenacity import Retrying
 
-from airflow_provider_toloka import compat
+from airflow_provider_toloka import compat, metrics
 from airflow_provider_toloka.connection import DEFAULT_TIMEOUT, TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import (
     TolokaApiError,
@@ -47,6 +47,7 @@ from airflow_provider_toloka.validation import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_toloka.budget import SharedBudget
     from airflow_provider_toloka.throttle import Throttle
 
 ObjectKind = Literal["project", "pool", "training"]
@@ -68,7 +69,8 @@ class TolokaHook(BaseHook):
 
     :param toloka_conn_id: Airflow connection holding the token (password) and, in extra,
         ``environment`` (``production``/``sandbox``), ``auth_scheme`` (``OAuth``/``ApiKey``),
-        ``max_retries``, ``timeout`` and ``requests_per_second``; a ``host`` overrides the environment.
+        ``max_retries``, ``timeout``, ``requests_per_second`` and ``rate_limit_storage_uri`` (a budget
+        shared by every process, ``budget.SharedBudget``); a ``host`` overrides the environment.
     :param timeout: seconds to wait for one HTTP answer (default: connection extra, else 30).
     :param max_retries: retries of a request after a 429, 5xx, dropped connection or time-out
         (default: connection extra, else 5). Other 4xx answers are never retried.
@@ -210,10 +212,22 @@ class TolokaHook(BaseHook):
         throttle.keep_to(rate)
         return throttle
 
+    @cached_property
+    def _budget(self) -> SharedBudget | None:
+        """The account's budget shared with every process, when the connection names a store."""
+        if not self.settings.rate_limit_storage_uri:
+            return None
+        from airflow_provider_toloka.budget import budget_for
+
+        return budget_for(self.settings)
+
     def _send(self, method: str, path: str, params: dict[str, Any] | None) -> Any:
         throttle = self._throttle
         if throttle is not None:
             throttle.before_request()
+        budget = self._budget
+        if budget is not None:
+            budget.take(self.sleep or time.sleep, ahead=bool(getattr(throttle, "is_ahead", False)))
         response = self._session.request(
             method,
             self.settings.api_url + path,
@@ -297,6 +311,8 @@ class TolokaHook(BaseHook):
             raise TolokaError(
                 f"Toloka answered POST /{kind}s/{oid}/{action} without an operation id: {operation!r:.200}"
             )
+        if operation is not None and action == "archive":
+            metrics.archive_started(kind)
         return operation
 
     def find_active_operation(self, op_type: str, param: str, object_id: str) -> dict[str, Any] | None:
@@ -423,8 +439,10 @@ class TolokaHook(BaseHook):
                 status = operation_status(operation)
                 if status is OperationStatus.SUCCESS:
                     self.log.info("%s", describe(operation))
+                    metrics.operation_ended(operation)
                     return operation
                 if status is OperationStatus.FAIL:
+                    metrics.operation_ended(operation)
                     raise self.operation_failed(operation)
                 self.log.info("%s", describe(operation))
                 delay = next(delays)

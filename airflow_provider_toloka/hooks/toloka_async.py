@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from airflow.providers.common.compat.sdk import BaseHook
@@ -52,6 +52,9 @@ from airflow_provider_toloka.retry import (
 from airflow_provider_toloka.throttle import AsyncPacer
 from airflow_provider_toloka.validation import validate_id
 
+if TYPE_CHECKING:
+    from airflow_provider_toloka.budget import SharedBudget
+
 MAX_CONNECTIONS = 25
 MAX_AGE = 300.0
 # ``account`` left at the connection's own ``act_under_account_id`` (``shared_client``).
@@ -71,6 +74,8 @@ class SharedClient:
     # The connection's declared ``requests_per_second``, kept by every hook on this client that brings no
     # pacer of its own (the shared reader brings one that outlives clients).
     pacer: AsyncPacer = field(default_factory=AsyncPacer)
+    # The account's budget shared with every process (``rate_limit_storage_uri``), taken after the pace.
+    budget: SharedBudget | None = None
 
     async def get(
         self, path: str, params: dict[str, str] | None = None, pacer: AsyncPacer | None = None
@@ -79,6 +84,8 @@ class SharedClient:
             # Paced once a socket is ours, so requests queued for the pool cannot go out together.
             if pacer is not None:
                 await pacer.wait()
+            if self.budget is not None:
+                await self.budget.atake()
             response = await self.client.get(path, params=params)
         # httpx binds each response to its stream in a reference cycle. Broken here (the body is read), a
         # poll's response is freed at once, not left for the cyclic collector (see ``retry.release``).
@@ -115,7 +122,12 @@ async def _open(
         # A redirect could carry the token to a host the user never configured.
         follow_redirects=False,
     )
-    return SharedClient(settings, client, pacer=AsyncPacer(settings.requests_per_second))
+    budget = None
+    if settings.rate_limit_storage_uri:
+        from airflow_provider_toloka.budget import budget_for
+
+        budget = budget_for(settings)
+    return SharedClient(settings, client, pacer=AsyncPacer(settings.requests_per_second), budget=budget)
 
 
 def _needs_opening(

@@ -15,6 +15,7 @@ from typing import Any
 import pendulum
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_toloka import metrics
 from airflow_provider_toloka.events import EventStatus, OperationEvent
 from airflow_provider_toloka.exceptions import TolokaOperationFailed
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
@@ -117,6 +118,7 @@ class TolokaOperationTrigger(BaseTrigger):
             return self._event("error", operation, outcome.message)
         if outcome.kind == "timeout" or operation is None:
             return self._event("timeout", operation, self._timeout_message(operation) + outcome.message)
+        metrics.operation_ended(operation)
         if operation_status(operation) is OperationStatus.FAIL:
             return self._event("failed", operation, str(TolokaOperationFailed(operation)))
         return self._event("success", operation, describe(operation))

@@ -65,6 +65,7 @@ from typing import Any, Literal
 
 from airflow.exceptions import AirflowException
 
+from airflow_provider_toloka import metrics
 from airflow_provider_toloka.connection import TolokaConnectionSettings
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaError
 from airflow_provider_toloka.hooks.toloka_async import OWN_ACCOUNT, TolokaAsyncHook, read_settings
@@ -182,6 +183,7 @@ class OperationReader:
         if not self._pinned:
             self._unchecked.add(waiter)
         self.served += 1
+        metrics.gauge("reader.waits", len(self._waiters))
         if self._due(waiter) < self._wake_at:
             self._changed.set()
         return waiter
@@ -189,6 +191,7 @@ class OperationReader:
     def remove(self, waiter: Waiter) -> None:
         """Forget a waiter (its trigger ended or was cancelled); the last one closes the reader."""
         self._forget(waiter)
+        metrics.gauge("reader.waits", len(self._waiters))
         if not self._waiters and not self.closed:
             self._retire()
             self._task.cancel()
@@ -398,6 +401,7 @@ class OperationReader:
                     )
                     pages += 1
                     self.list_reads += 1
+                    metrics.incr("reader.list_reads")
                     items = [item for item in page["items"] if isinstance(item, dict)]
                     for item in items:
                         if item.get("id") in waited and item.get("status") == status.value:
@@ -441,6 +445,7 @@ class OperationReader:
                     status=OperationStatus.SUCCESS.value, sort="-submitted", type=op_type
                 )
                 self.list_reads += 1
+                metrics.incr("reader.list_reads")
                 for item in page["items"]:
                     if isinstance(item, dict) and item.get("id") in ids and item.get("status") == "SUCCESS":
                         self._saw(item["id"], item, now)
@@ -454,6 +459,7 @@ class OperationReader:
 
         async def read(operation_id: str) -> dict[str, Any]:
             self.single_reads += 1
+            metrics.incr("reader.single_reads")
             operation = await hook.get_operation(operation_id)
             if operation_status(operation) is OperationStatus.FAIL:
                 operation = await hook.operation_with_log(operation)

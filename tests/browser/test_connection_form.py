@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 EXTRA_FIELD_LABELS = (
     *("Environment", "Authorization scheme", "Web UI base URL", "Act under account"),
-    *("Retries", "Request timeout (seconds)", "Requests per second"),
+    *("Retries", "Request timeout (seconds)", "Requests per second", "Rate limit storage"),
 )
 DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "connection-form.png"
 

@@ -130,16 +130,21 @@ class PostgreSQL:
 
 
 class Redis:
-    """A Redis server on a free loopback port, persisting nothing: the Celery broker."""
+    """A Redis server on a free loopback port, persisting nothing: the Celery broker, the shared budget.
 
-    def __init__(self, root: Path) -> None:
+    :param password: asked of every client (``--requirepass``) and put in ``url``; ``None``: no password.
+    """
+
+    def __init__(self, root: Path, password: str | None = None) -> None:
         self.root = root
         self.port = free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -149,6 +154,7 @@ class Redis:
                 "redis-server",
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root)),
                 *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+                *(("--requirepass", self.password) if self.password else ()),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -159,11 +165,19 @@ class Redis:
 
     def _pong(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                if not sock.recv(16).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
     def stop(self) -> None:
         _stop(self.process, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Gone at once, as a crashed or unreachable store is (``start`` brings it back on the same port)."""
+        _stop(self.process, signal.SIGKILL)
 
 
 def _stop(process: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:

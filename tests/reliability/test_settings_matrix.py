@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class Run:
     # One event loop for the run, as a triggerer has: what a path does on it shares the loop's clients
     # and readers with whatever else runs there (a wait started before a rotation, say).
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    request: Any = None  # pytest's, for fixtures only some settings need (a Redis)
 
 
 # -- the paths ---------------------------------------------------------------------------------------
@@ -226,6 +228,45 @@ def requests_per_second(run: Run, monkeypatch, path: Path) -> None:
     assert span >= 0.7 * (len(arrivals) - 1) / RATE, f"{len(arrivals)} requests in {span:.2f} s"
 
 
+def rate_limit_storage_uri(run: Run, monkeypatch, path: Path) -> None:
+    from airflow_provider_toloka import budget
+
+    store = run.request.getfixturevalue("redis_store")
+    monkeypatch.setattr(budget, "_budgets", {})  # this process's budgets start afresh
+    rate = 2 * RATE  # shared between the path and the other process
+    shared = {"requests_per_second": rate, "rate_limit_storage_uri": store.url}
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", conn_json(run.emu, **shared))
+    # Another process of the same account takes every slot it can meanwhile. With one budget, what the path
+    # sends and what the other takes together keep to the rate; each going by its own pace, both would send
+    # at the full rate, twice it together.
+    other = budget.SharedBudget(store.url, rate, budget.account_key(TolokaHook().settings))
+    done, taking = threading.Event(), threading.Event()
+    granted: list[float] = []
+
+    def take_all() -> None:
+        while not done.is_set():
+            other.take()
+            granted.append(time.time())
+            taking.set()
+
+    hog = threading.Thread(target=take_all, daemon=True)
+    hog.start()
+    assert taking.wait(timeout=30), "the other process never got a slot"
+    try:
+        path.run(run)
+    finally:
+        done.set()
+        hog.join(timeout=10)
+    arrivals = sorted(record.time for record in run.emu.requests)
+    assert len(arrivals) >= 3, "the path must send at least 3 requests for the budget to show"
+    first, last = arrivals[0], arrivals[-1]
+    together = len(arrivals) + sum(first <= at <= last for at in granted)
+    # The rate over the path's own span, plus one slot at each end for where the span cuts them.
+    assert together <= rate * (last - first) + 2, (
+        f"{len(arrivals)} requests and {together - len(arrivals)} of the other's in {last - first:.2f} s"
+    )
+
+
 def wait_out_quota(run: Run, monkeypatch, path: Path) -> None:
     # An HOUR quota that resets in a second, on the path's first read of a running operation (or its first
     # request where it reads none): with wait_out_quota the path waits it out and finishes.
@@ -282,6 +323,12 @@ SETTINGS = {
     ),
     "requests_per_second": Setting(
         requests_per_second,
+        not_applicable={
+            "sensor reschedule": "one request per try, and each try is its own process: nothing to pace",
+        },
+    ),
+    "rate_limit_storage_uri": Setting(
+        rate_limit_storage_uri,
         not_applicable={
             "sensor reschedule": "one request per try, and each try is its own process: nothing to pace",
         },
@@ -357,9 +404,9 @@ def emu(toloka_conn, monkeypatch):
 
 
 @pytest.mark.parametrize(("setting_name", "path_name"), cells())
-def test_the_setting_is_honoured_on_the_path(emu, monkeypatch, setting_name, path_name):
+def test_the_setting_is_honoured_on_the_path(emu, monkeypatch, request, setting_name, path_name):
     path = PATHS[path_name]
-    run = Run(emu)
+    run = Run(emu, request=request)
     if path.operation_seconds is not None:
         emu.operation_duration = path.operation_seconds
         run.operation_id = TolokaHook().archive_pool("10")["id"]

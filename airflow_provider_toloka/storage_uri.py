@@ -1,0 +1,88 @@
+"""The ``rate_limit_storage_uri`` connection extra: which stores hold a shared budget, and how to show one.
+
+Checked when the connection is read, before any request: a typo here would otherwise surface as a Redis
+error in the middle of an archive (or, worse, as a budget nobody shares). Every way the value is shown
+(errors, log lines) goes through ``masked``, so the store's password never leaves this module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Redis as every Airflow process can reach it (``store.redis_client`` connects to each). ``memory://`` and
+# the like are left out on purpose: a budget in one process's memory is what an empty field already gives.
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+EXAMPLE = "redis://:PASSWORD@redis.example:6379/0"
+# Query parameters of a Redis URI that carry a secret (redis-py reads both).
+_SECRET_PARAMS = ("password", "sentinel_password")
+
+
+def masked(uri: str) -> str:
+    """The URI with any password replaced by ``***``, for errors and log lines."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        # A lone name (``redis://secret@host``) is masked too: old Redis URIs put the password there.
+        netloc = f"{user}:***@{hosts}" if colon else f"***@{hosts}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def problem(uri: str) -> str | None:
+    """What is wrong with a storage URI, as the fix to make; ``None`` when it can be used."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return f"it is not a URI: give one such as {EXAMPLE}."
+    if parts.scheme not in SCHEMES:
+        return (
+            f"the scheme {parts.scheme + '://' if parts.scheme else '(none)'} is not a shared store: use one "
+            f"of {', '.join(s + '://' for s in SCHEMES)}, e.g. {EXAMPLE}."
+        )
+    if parts.scheme == "redis+unix":
+        if not parts.path:
+            return "give the socket's path, e.g. redis+unix:///run/redis/redis.sock."
+    else:
+        hosts = parts.netloc.rpartition("@")[2]
+        for location in hosts.split(","):
+            host, _, port = location.rpartition(":") if location.count(":") == 1 else (location, "", "")
+            if not host or (port and not port.isdigit()):
+                return f"{location!r} is not host[:port]: give e.g. {EXAMPLE}."
+        if "," in hosts and parts.scheme not in ("redis+sentinel", "redis+cluster"):
+            return "several hosts need redis+sentinel:// or redis+cluster://."
+        if parts.scheme == "redis+sentinel" and not parts.path.strip("/"):
+            return "name the Sentinel service, e.g. redis+sentinel://host:26379/mymaster."
+        if (
+            parts.scheme in ("redis", "rediss")
+            and parts.path.strip("/")
+            and not parts.path.strip("/").isdigit()
+        ):
+            return f"the database must be a number, e.g. {EXAMPLE}."
+    if importlib.util.find_spec("pyrate_limiter") is None or importlib.util.find_spec("redis") is None:
+        return (
+            "the shared budget needs the `pyrate-limiter` and `redis` packages: install "
+            "airflow-provider-toloka[redis] into every Airflow component (workers and triggerers)."
+        )
+    return None
+
+
+def password(uri: str) -> str | None:
+    """The URI's password (or the lone name that old Redis URIs use for it), to scrub it from text."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return None
+    userinfo = parts.netloc.rpartition("@")[0]
+    if not userinfo:
+        return dict(parse_qsl(parts.query)).get("password") or None
+    user, colon, secret = userinfo.partition(":")
+    return (secret if colon else user) or None
