@@ -191,7 +191,7 @@ PATHS = {
     "sync hook": Path(sync_hook, (TolokaHook,)),
     "archive operators": Path(archive_operators, (TolokaArchivePoolOperator, TolokaArchiveTrainingOperator)),
     "async hook": Path(async_hook, (TolokaAsyncHook,), operation_seconds=30),
-    "shared reader": Path(shared_reader, (TolokaOperationTrigger,), operation_seconds=2),
+    "shared reader": Path(shared_reader, (TolokaOperationTrigger,), operation_seconds=4),
     "cascade in the worker": Path(cascade_in_the_worker, (TolokaArchiveProjectOperator,)),
     "cascade in the triggerer": Path(cascade_in_the_triggerer, (TolokaCascadeTrigger,)),
     "housekeeping": Path(housekeeping, (TolokaHousekeepingOperator,)),
