@@ -83,6 +83,7 @@ class Gate:
         status = 0
         id_header = (b"x-request-id", request_id.encode())
         account = _header(scope, ACCOUNT_HEADER)
+        user_agent = _header(scope, b"user-agent")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -96,7 +97,7 @@ class Gate:
         finally:
             duration = time.perf_counter() - started
             record = RequestRecord(
-                scope["method"], scope["path"], status, arrived, duration, account, emulator_time
+                scope["method"], scope["path"], status, arrived, duration, account, emulator_time, user_agent
             )
             self.log.append(record)
 

@@ -18,6 +18,7 @@ class RequestRecord(NamedTuple):
     # The emulator's own time when it arrived (Unix seconds): ``time`` plus every ``advance_clock``, so
     # a test on the movable clock can say when, in that time, each request came.
     emulator_time: float = 0.0
+    user_agent: str | None = None  # the User-Agent header: which client sent it, where several share one
 
 
 class RequestLog:

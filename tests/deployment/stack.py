@@ -80,6 +80,8 @@ class Emulator:
     seed: str
     operation_duration: float
     outage_seconds: float = 60.0  # how long SIGUSR1 takes it off the network (state kept)
+    # More connection extras for the deployment's connection to it (a declared rate, a shared budget).
+    extra: dict[str, Any] = field(default_factory=dict)
     token: str = field(default_factory=lambda: f"deploy-{secrets.token_hex(12)}")
     port: int = field(default_factory=free_port)
 
@@ -399,7 +401,7 @@ class AirflowStack:
                 "conn_type": "toloka",
                 "host": emulator.url,
                 "password": emulator.token,
-                "extra": json.dumps({"auth_scheme": "OAuth"}),
+                "extra": json.dumps({"auth_scheme": "OAuth", **emulator.extra}),
             }
             for conn_id, emulator in self.emulators.items()
         }

@@ -22,6 +22,7 @@ unless ``TOLOKA_REQUIRE_PRODUCTION_TEST`` is set (CI), where it fails instead.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -63,6 +64,10 @@ SETTINGS = {
     "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
 }
 RUN_DEADLINE = 600.0
+# Every connection declares this rate and holds its budget in the deployment's Redis (the Celery broker's
+# server, its own database): every request of both workers and both triggerers draws on one budget per
+# account, faults included, and the emulators' logs show the whole run kept to it.
+DECLARED_RATE = 10.0
 
 PROJECT = "100"
 WORKER_POOLS = [str(101 + i) for i in range(12)]
@@ -157,6 +162,10 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airfl
         pytest.skip(message)
     root = tmp_path_factory.mktemp("production")
     postgres, redis = PostgreSQL(), Redis(root / "redis")
+    budget = {
+        "requests_per_second": DECLARED_RATE,
+        "rate_limit_storage_uri": redis.url.rsplit("/", 1)[0] + "/1",
+    }
     pools = WORKER_POOLS + DEFERRED_POOLS
     main_seed = seed(root / "seed.json", PROJECT, "Production: two dozen pools", pools, {TRAINING: pools})
     cascade_seed = seed(
@@ -169,8 +178,10 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airfl
     stack = AirflowStack(
         root / "airflow-home",
         {
-            "toloka_default": Emulator("default", str(main_seed), OPERATION_SECONDS, OUTAGE_SECONDS),
-            CASCADE_CONN: Emulator("cascade", str(cascade_seed), OPERATION_SECONDS),
+            "toloka_default": Emulator(
+                "default", str(main_seed), OPERATION_SECONDS, OUTAGE_SECONDS, extra=budget
+            ),
+            CASCADE_CONN: Emulator("cascade", str(cascade_seed), OPERATION_SECONDS, extra=budget),
         },
         extra_dags=[DAG_FILE, CASCADE_DAG_FILE],
         pool_slots=64,
@@ -452,6 +463,27 @@ def failed_tries(stack: AirflowStack) -> dict[str, list[str]]:
             text = path.read_text(errors="replace")
             found[f"{task}[{index}] try {attempt}"] = re.findall(r'"exc_type":"([^"]+)"', text)
     return found
+
+
+def test_the_whole_run_keeps_to_the_declared_rate(
+    production: tuple[AirflowStack, PostgreSQL], run: Run
+) -> None:
+    """Two workers and two triggerers, one budget per account in Redis: no second holds more than the rate.
+
+    Each process keeps the pace on its own too, so this shows the budget only where they overlap: the
+    archives of a dozen worker tasks and the deferred waits' reads start together.
+    """
+    stack, _ = production
+    for name, emulator in stack.emulators.items():
+        # The provider's requests (its User-Agent), not the test's own reads of the emulator.
+        provider = "airflow-provider-toloka/"
+        ours = [r for r in emulator.request_log() if str(r["user_agent"]).startswith(provider)]
+        arrivals = sorted(float(r["time"]) for r in ours)
+        assert len(arrivals) > 2 * DECLARED_RATE, f"{name}: too few requests for the rate to show"
+        busiest = max(bisect.bisect_right(arrivals, at + 1.0) - i for i, at in enumerate(arrivals))
+        # One over the rate: a request's arrival may run late by a network's jitter into the next second.
+        assert busiest <= DECLARED_RATE + 1, f"{name}: {busiest} requests in one second"
+        assert not [r for r in ours if int(r["status"]) == 429], f"{name}: 429s"
 
 
 def test_no_try_failed_on_a_toloka_fault(production: tuple[AirflowStack, PostgreSQL], run: Run) -> None:

@@ -208,3 +208,17 @@ def test_only_accounts_the_user_belongs_to_can_be_acted_under(emu):
         assert emu.control("PUT", "settings", {"accounts": "team-a"}).status_code == 400
     finally:
         emu.control("PUT", "settings", {"accounts": []})
+
+
+def test_the_request_log_tells_the_providers_requests_from_others(toloka_emulator, monkeypatch):
+    import requests
+
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", toloka_emulator.airflow_conn_json())
+    toloka_emulator.add_project("1")
+    TolokaHook().get_project("1")
+    requests.get(f"{toloka_emulator.url}/api/v1/projects/1", headers={"User-Agent": "a-test/1"}, timeout=10)
+    provider, other = (record.user_agent for record in toloka_emulator.requests)
+    assert str(provider).startswith("airflow-provider-toloka/")
+    assert other == "a-test/1"
