@@ -6,7 +6,8 @@ once one of them ends. With ``rate_limit_storage_uri`` set, every request from e
 account first takes the next slot of one shared pace held in Redis: pyrate-limiter's GCRA
 (``RedisStateStore``: one timestamp, the "theoretical arrival time", moved forward one interval per
 request by an atomic Lua script, so no two processes can take the same slot). Whoever needs the budget
-gets it; nobody's share sits idle.
+gets it, in the order they asked (a request reserves the next free slot and waits for it); nobody's share
+sits idle.
 
 A pace, not a count per second: the slots are ``1 / rate`` apart (burst 1), as the per-process pace is.
 A window that lets a second's worth go at once (``limits``' moving window, tried first) sends bursts of
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 STORE_TIMEOUT = 1.0
 # Seconds a lost store is left alone before it is asked again.
 RETRY_STORE_AFTER = 5.0
+# How long the store keeps the pace's state after its last request. Slots are reserved ahead (``_reserve``):
+# the state must outlive the furthest one, which pyrate-limiter's default (two slots) would not.
+KEEP_SLOTS_MS = 60_000
 
 
 # From this declared rate, the shared pace lets one request go a slot early (burst 2): its 2 % spare is
@@ -107,40 +111,39 @@ class SharedBudget:
         self.lost = False
 
     def take(self, sleep: Callable[[float], None] = time.sleep, *, ahead: bool = False) -> float | None:
-        """Block until the store grants one request; the seconds waited, ``None`` if the store failed.
+        """Wait for this request's slot of the shared pace: the seconds waited, ``None`` if the store failed.
 
-        One thread of the process at a time asks the store, the others queue here: they would only ask
-        for the same slot and be told to wait, a round trip each. ``ahead``: a read that frees the others
-        (``SharedThrottle.ahead``, the cascade's watcher) skips that queue, as it skips the process's own:
-        behind a hundred queued archives it would come a second late while their workers wait on it.
+        One thread of the process at a time reserves a slot and waits for it, the others queue here: each
+        would otherwise hold a slot of its own far ahead, and a read that must not wait behind them
+        (``ahead``: ``SharedThrottle.ahead``, the cascade's watcher) could not get in before them. So
+        ``ahead`` skips that queue, as it skips the process's own: behind a hundred queued archives it
+        would come a second late while their workers wait on it.
         """
         started = self._clock()
         with contextlib.nullcontext() if ahead else self._turn:
-            while True:
-                delay = self._attempt()
-                if delay is None:
-                    sleep(self._own_slot())
-                    return None
-                if delay == 0.0:
-                    waited = self._clock() - started
-                    metrics.budget_waited(waited)
-                    return waited
-                sleep(delay)
+            wait = self._reserve()
+            if wait is None:
+                sleep(self._own_slot())
+                return None
+            if wait > 0:
+                sleep(wait)
+            waited = self._clock() - started
+            metrics.budget_waited(waited)
+            return waited
 
     async def atake(self) -> float | None:
-        """``take`` for an event loop: each store call in a thread, the waits on the loop."""
+        """``take`` for an event loop: the store call in a thread, the wait on the loop."""
         started = self._clock()
         async with self._async_turn():
-            while True:
-                delay = await asyncio.to_thread(self._attempt)
-                if delay is None:
-                    await asyncio.sleep(self._own_slot())
-                    return None
-                if delay == 0.0:
-                    waited = self._clock() - started
-                    metrics.budget_waited(waited)
-                    return waited
-                await asyncio.sleep(delay)
+            wait = await asyncio.to_thread(self._reserve)
+            if wait is None:
+                await asyncio.sleep(self._own_slot())
+                return None
+            if wait > 0:
+                await asyncio.sleep(wait)
+            waited = self._clock() - started
+            metrics.budget_waited(waited)
+            return waited
 
     def _own_slot(self) -> float:
         """Seconds until this process's next slot of its own pace, while the store is lost.
@@ -163,20 +166,32 @@ class SharedBudget:
             turn = self._async_turns[loop] = asyncio.Lock()
         return turn
 
-    def _attempt(self) -> float | None:
-        """One try: ``0.0`` granted, a positive delay to try again after, ``None`` while the store is lost."""
+    def _reserve(self) -> float | None:
+        """Reserve the next free slot: the seconds until it (``0.0``: now), ``None`` while the store is lost.
+
+        First come, first served. Asked "may I go now?", the store tells everyone who was refused the same
+        next slot, and whoever asks again first at that instant gets it: a tight loop in one process (or a
+        process nearer the store) would take every slot while a trigger's read, a hop through the event
+        loop behind, never got one (a reader starved for 5 s in CI). So a refused request asks again at
+        once for the slot it was told of (GCRA checked at that future time, which spends the slot if it is
+        still free) and then waits for it, its turn held in the store: later askers queue behind it.
+        """
         if self._clock() < self._down_until:
             return None
+        now = at = time.time_ns() // 1_000_000
         try:
-            decision = self._open().check(self._algorithm, self._rates, time.time_ns() // 1_000_000, 1)
+            store = self._open()
+            while True:
+                decision = store.check(self._algorithm, self._rates, at, 1)
+                if decision.allowed:
+                    break
+                # Taken meanwhile, or not yet asked for: the next free slot, counted from ``at``.
+                at += max(decision.retry_after_ms or 1, 1)
         except Exception as error:  # any store trouble: the process's own pace holds meanwhile
             self._lose(error)
             return None
         self._found()
-        if decision.allowed:
-            return 0.0
-        # Until this request's slot (one thread per process asks: no herd to spread out).
-        return max(decision.retry_after_ms or 1, 1) / 1000
+        return (at - now) / 1000
 
     def _open(self) -> Any:
         with self._lock:
@@ -186,7 +201,7 @@ class SharedBudget:
                 from airflow_provider_toloka.store import redis_client
 
                 client = redis_client(self.uri, timeout=STORE_TIMEOUT)
-                self._store = RedisStateStore(client, f"toloka:budget:{self.key}")
+                self._store = RedisStateStore(client, f"toloka:budget:{self.key}", ttl_ms=KEEP_SLOTS_MS)
             return self._store
 
     def _lose(self, error: BaseException) -> None:

@@ -8,10 +8,12 @@ control that shows the check can fail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,42 @@ def test_every_request_path_draws_on_the_shared_budget(emu, redis_store, share_b
     assert emu.object("project", "7")["status"] == "ARCHIVED"
     assert len(taken) == len(emu.requests), "every request drew on the budget, none went around it"
     assert "triggerer" in taken
+
+
+def test_a_slower_asker_gets_its_turn_beside_one_that_takes_every_slot(redis_store):
+    """First come, first served: a trigger's read, a hop through the event loop behind, is never starved.
+
+    One process takes slots in a tight loop (a cascade with archives queued); the other asks from an event
+    loop. Asked only "may I go now?", the store would tell both the same next slot and the tight loop, back
+    first, would take it every time: in CI a reader got its first read after 5 s. Reserving its slot when
+    told of it, the slower asker gets every other one.
+    """
+    rate = 20.0
+    key = "fairness"
+    hog = budget.SharedBudget(redis_store.url, rate, key)
+    slower = budget.SharedBudget(redis_store.url, rate, key)
+    done = threading.Event()
+    hog_grants: list[float] = []
+    slower_grants: list[float] = []
+
+    def take_every_slot() -> None:
+        while not done.is_set():
+            hog.take()
+            hog_grants.append(time.monotonic())
+
+    taker = threading.Thread(target=take_every_slot, daemon=True)
+    taker.start()
+
+    async def ask(times: int) -> None:
+        for _ in range(times):
+            await slower.atake()
+            slower_grants.append(time.monotonic())
+
+    try:
+        asyncio.run(asyncio.wait_for(ask(11), timeout=60))
+    finally:
+        done.set()
+        taker.join(timeout=10)
+    # Between the slower asker's first and last slot it had 10 more; alternating, the tight loop had as many.
+    meanwhile = sum(slower_grants[0] < at < slower_grants[-1] for at in hog_grants)
+    assert 5 <= meanwhile <= 11, f"the tight loop took {meanwhile} slots while the other took 10"
