@@ -481,8 +481,11 @@ def test_the_whole_run_keeps_to_the_declared_rate(
         arrivals = sorted(float(r["time"]) for r in ours)
         assert len(arrivals) > 2 * DECLARED_RATE, f"{name}: too few requests for the rate to show"
         busiest = max(bisect.bisect_right(arrivals, at + 1.0) - i for i, at in enumerate(arrivals))
-        # One over the rate: a request's arrival may run late by a network's jitter into the next second.
-        assert busiest <= DECLARED_RATE + 1, f"{name}: {busiest} requests in one second"
+        # The budget grants no second more than the rate (tests/budget checks that exactly), but here ~10
+        # Airflow processes share 2 cores: a request granted its slot may leave a few hundred ms late and
+        # arrive beside the next second's (13 in one second seen once). Half the rate again covers that;
+        # without the shared budget the same run sends ~31 in its busiest second.
+        assert busiest <= 1.5 * DECLARED_RATE, f"{name}: {busiest} requests in one second"
         assert not [r for r in ours if int(r["status"]) == 429], f"{name}: 429s"
 
 
