@@ -77,7 +77,7 @@ def run_two_workers() -> None:
 def test_two_processes_on_one_budget_keep_to_the_rate_together(emu, redis_store, share_budget, shared):
     extra: dict[str, object] = {"requests_per_second": DECLARED}
     if shared:
-        extra["rate_limit_storage_uri"] = redis_store.url
+        extra.update(redis_store.budget_extra())
     share_budget(**extra)
 
     run_two_workers()
@@ -101,7 +101,7 @@ def test_a_lost_store_never_fails_an_archive_and_is_logged_once_each_way(
     for number in range(40):
         emu.add_pool(str(100 + number), project_id="7", status="CLOSED")
     monkeypatch.setattr(budget, "RETRY_STORE_AFTER", 0.2)  # ask a lost store again soon, so it is found
-    share_budget(requests_per_second=DECLARED, rate_limit_storage_uri=redis_store.url)
+    share_budget(requests_per_second=DECLARED, **redis_store.budget_extra())
     caplog.set_level(logging.INFO)
 
     # Counted, not timed: the store goes after the 10th request and comes back after the 40th.
@@ -130,17 +130,15 @@ def test_a_lost_store_never_fails_an_archive_and_is_logged_once_each_way(
     assert len([line for line in lines if line.startswith("Lost the shared request budget")]) == 1
     assert len([line for line in lines if line.startswith("The shared request budget")]) == 1
     assert redis_store.password not in caplog.text
-    assert f"redis://:***@127.0.0.1:{redis_store.port}/0" in lines[0]
+    assert f"at redis://127.0.0.1:{redis_store.port}/0 (" in lines[0]
 
 
 def test_the_budget_is_kept_in_the_store_under_the_account_not_the_token(emu, redis_store, share_budget):
-    share_budget(requests_per_second=DECLARED, rate_limit_storage_uri=redis_store.url)
+    share_budget(requests_per_second=DECLARED, **redis_store.budget_extra())
 
     TolokaHook().get_pool("10")
 
-    import redis
-
-    keys = redis.Redis.from_url(redis_store.url).keys("*")
+    keys = redis_store.client().keys("*")
     assert len(keys) == 1
     assert emu.token.encode() not in keys[0]
 
@@ -168,7 +166,7 @@ def test_every_request_path_draws_on_the_shared_budget(emu, redis_store, share_b
     emu.add_project("7")
     for pool_id in ("70", "71", "72"):
         emu.add_pool(pool_id, project_id="7", status="CLOSED")
-    share_budget(requests_per_second=DECLARED, rate_limit_storage_uri=redis_store.url)
+    share_budget(requests_per_second=DECLARED, **redis_store.budget_extra())
 
     assert TolokaHook().test_connection()[0]
     operation = TolokaHook().archive_pool("10")
@@ -189,3 +187,24 @@ def test_every_request_path_draws_on_the_shared_budget(emu, redis_store, share_b
     assert emu.object("project", "7")["status"] == "ARCHIVED"
     assert len(taken) == len(emu.requests), "every request drew on the budget, none went around it"
     assert "triggerer" in taken
+
+
+def test_a_wrong_store_password_loses_the_budget_never_a_request(emu, redis_store, share_budget, caplog):
+    """The store refuses the password: the process keeps its own pace, as with a store that is down."""
+    wrong = "wrong-store-pw-4711"
+    share_budget(
+        requests_per_second=DECLARED, **{**redis_store.budget_extra(), "rate_limit_storage_password": wrong}
+    )
+    caplog.set_level(logging.WARNING)
+
+    hook = TolokaHook()
+    for _ in range(3):
+        hook.get_pool("10")
+
+    assert [r.status for r in emu.requests] == [200] * 3
+    lines = [record.getMessage() for record in caplog.records if record.name == budget.__name__]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"Lost the shared request budget at redis://127.0.0.1:{redis_store.port}/0 (")
+    assert "Authentication" in lines[0] or "NOAUTH" in lines[0] or "WRONGPASS" in lines[0], lines[0]
+    assert wrong not in caplog.text
+    assert redis_store.client().keys("*") == [], "no budget was kept with the wrong password"
