@@ -130,12 +130,22 @@ def get_provider_info() -> dict[str, Any]:
                     "rate_limit_storage_uri": {
                         "label": "Rate limit storage",
                         "description": (
-                            "A Redis every worker and triggerer reaches, e.g. redis://:PASSWORD@host:6379/0 "
-                            "(also rediss://, redis+sentinel://, redis+cluster://): all requests of this "
-                            "account then share one budget of Requests per second, which must be set. "
-                            "Empty: each task keeps its own pace."
+                            "A Redis every worker and triggerer reaches, e.g. redis://host:6379/0 "
+                            "(also rediss://, redis+sentinel://, redis+cluster://), without its password: "
+                            "all requests of this account then share one budget of Requests per second, "
+                            "which must be set. Empty: each task keeps its own pace."
                         ),
                         "schema": {"type": ["string", "null"]},
+                    },
+                    # Its own field, never in the URI: Airflow's UI and REST API redact an extra whose
+                    # name says "password" (on every supported minor, with no configuration).
+                    "rate_limit_storage_password": {
+                        "label": "Rate limit storage password",
+                        "description": (
+                            "The Rate limit storage's password (Sentinel: the master's), masked by "
+                            "Airflow. Empty: the store asks for none."
+                        ),
+                        "schema": {"type": ["string", "null"], "format": "password"},
                     },
                 },
                 "ui-field-behaviour": {

@@ -19,7 +19,8 @@ its own pace too: the ceiling anyway, and what holds when the store cannot be as
 
 The store's trouble never fails an archive. A call that fails or takes over ``STORE_TIMEOUT`` seconds
 marks the store lost for ``RETRY_STORE_AFTER`` seconds; requests meanwhile go at the process's own pace.
-The loss is logged once, and the return once, with the URI's password masked.
+The loss is logged once, and the return once, with the URI as ``storage_uri.masked`` shows it and the store's
+password (``rate_limit_storage_password``) scrubbed from the error.
 
 The slots are reckoned on the clients' clocks (pyrate-limiter passes the caller's wall time): hosts that
 share a budget should keep their clocks in sync (NTP), as any Airflow deployment already must.
@@ -89,11 +90,13 @@ class SharedBudget:
         rate: float,
         key: str,
         *,
+        password: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from pyrate_limiter import GCRA
 
         self.uri = uri
+        self._password = password
         self.shown = storage_uri.masked(uri)
         self.rate = rate
         self.key = key
@@ -200,7 +203,7 @@ class SharedBudget:
 
                 from airflow_provider_toloka.store import redis_client
 
-                client = redis_client(self.uri, timeout=STORE_TIMEOUT)
+                client = redis_client(self.uri, timeout=STORE_TIMEOUT, password=self._password)
                 self._store = RedisStateStore(client, f"toloka:budget:{self.key}", ttl_ms=KEEP_SLOTS_MS)
             return self._store
 
@@ -210,10 +213,9 @@ class SharedBudget:
             if self.lost:
                 return
             self.lost = True
-        password = storage_uri.password(self.uri)
         reason = f"{type(error).__name__}: {error}"
-        if password:
-            reason = reason.replace(password, "***")
+        if self._password:
+            reason = reason.replace(self._password, "***")
         log.warning(
             "Lost the shared request budget at %s (%s): this process keeps its own pace of %g requests a "
             "second until the store answers again (asked every %g s)",
@@ -235,7 +237,9 @@ class SharedBudget:
         metrics.budget_store(available=True)
 
 
-_budgets: dict[tuple[str, float, str], SharedBudget] = {}
+# One per store, rate, account and password. The password is in this process's own key only (a rotated one
+# gets a fresh client); the store's key (``account_key``) never holds it.
+_budgets: dict[tuple[str, float, str, str | None], SharedBudget] = {}
 _budgets_lock = threading.Lock()
 
 
@@ -251,8 +255,9 @@ def budget_for(settings: TolokaConnectionSettings) -> SharedBudget | None:
     if not uri or rate is None:
         return None
     key = account_key(settings)
+    password = settings.rate_limit_storage_password
     with _budgets_lock:
-        budget = _budgets.get((uri, rate, key))
+        budget = _budgets.get((uri, rate, key, password))
         if budget is None:
-            budget = _budgets[(uri, rate, key)] = SharedBudget(uri, rate, key)
+            budget = _budgets[(uri, rate, key, password)] = SharedBudget(uri, rate, key, password=password)
         return budget

@@ -188,11 +188,12 @@ def connection_form_widgets() -> dict[str, Any]:
 
     Those minors accept only string, integer, password and boolean fields, so a ``number`` (the request
     timeout, requests per second) is an integer field there: whole numbers from the form, any number in
-    the extra JSON.
+    the extra JSON. A ``"format": "password"`` string (the store's password) is a ``PasswordField``, so
+    the form masks what is typed, as 3.2+ does from the format.
     Airflow's api-server swaps in its own stand-ins for these wtforms names before calling, so only
     ``wtforms`` must import (no Flask-AppBuilder widget is needed).
     """
-    from wtforms import IntegerField, StringField
+    from wtforms import IntegerField, PasswordField, StringField
     from wtforms.validators import Optional, any_of
 
     widgets: dict[str, Any] = {}
@@ -203,6 +204,8 @@ def connection_form_widgets() -> dict[str, Any]:
         if "enum" in schema:
             validators.append(any_of(schema["enum"]))
         field_class = IntegerField if types & {"integer", "number"} else StringField
+        if schema.get("format") == "password":
+            field_class = PasswordField
         widgets[name] = field_class(
             field["label"], validators, description=field["description"], default=schema.get("default")
         )

@@ -61,8 +61,10 @@ class TolokaConnectionSettings:
     requests_per_second: float | None = None
     act_under_account_id: str | None = None
     # Set: every process on this account draws on one budget held there (``budget.SharedBudget``).
-    # Out of ``repr``: it may carry the store's password.
+    # Never with a password in it (refused: that has its own extra, below); out of ``repr`` all the same.
     rate_limit_storage_uri: str | None = field(default=None, repr=False)
+    # The store's password: an extra of its own, whose name Airflow's UI and REST API redact.
+    rate_limit_storage_password: str | None = field(default=None, repr=False)
 
     @property
     def authorization(self) -> str:
@@ -81,17 +83,10 @@ class TolokaConnectionSettings:
         return headers
 
     def scrub(self, text: str) -> str:
-        """Hide the token should a server or proxy ever echo it back into an answer we show."""
+        """Hide the token and the store's password should a server or proxy echo one into an answer."""
         text = text.replace(self.token, "***")
-        password = self.storage_password
+        password = self.rate_limit_storage_password
         return text.replace(password, "***") if password else text
-
-    @property
-    def storage_password(self) -> str | None:
-        """The store's password, only to hide it wherever text is shown."""
-        if not self.rate_limit_storage_uri:
-            return None
-        return storage_uri.password(self.rate_limit_storage_uri)
 
     @classmethod
     def from_connection(cls, conn: Any, *, extra: dict[str, Any] | None = None) -> TolokaConnectionSettings:
@@ -133,6 +128,7 @@ class TolokaConnectionSettings:
             raise bad("extra.timeout", timeout, "pass a positive number of seconds, e.g. 30.") from None
         requests_per_second = _requests_per_second(extra.get("requests_per_second"), bad)
         storage = _rate_limit_storage_uri(extra.get("rate_limit_storage_uri"), requests_per_second, bad)
+        storage_password = _rate_limit_storage_password(extra.get(storage_uri.PASSWORD_FIELD), storage, bad)
 
         return cls(
             conn_id=conn_id,
@@ -145,6 +141,7 @@ class TolokaConnectionSettings:
             timeout=timeout,
             requests_per_second=requests_per_second,
             rate_limit_storage_uri=storage,
+            rate_limit_storage_password=storage_password,
         )
 
 
@@ -197,7 +194,8 @@ def _requests_per_second(value: Any, bad: Any) -> float | None:
 def _rate_limit_storage_uri(value: Any, rate: float | None, bad: Any) -> str | None:
     """The shared budget's store; empty means none (each process keeps its own pace).
 
-    Refused with the value's password masked (``storage_uri.masked``), and refused without
+    Refused with the value's password masked (``storage_uri.masked``), refused with a password in it
+    (``storage_uri.problem``: it goes in ``rate_limit_storage_password``), and refused without
     ``requests_per_second``: a shared budget needs its size.
     """
     if value is None or value == "":
@@ -217,14 +215,34 @@ def _rate_limit_storage_uri(value: Any, rate: float | None, bad: Any) -> str | N
     fix = storage_uri.problem(uri)
     if fix is not None:
         raise bad(name, shown, fix)
-    password = storage_uri.password(uri)
-    if password:
-        # Airflow masks the connection's password field, not one inside an extra: this one is told here,
-        # so task logs and rendered fields show *** should it ever reach them.
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        mask_secret(password)
     return uri
+
+
+def _rate_limit_storage_password(value: Any, uri: str | None, bad: Any) -> str | None:
+    """The store's password; empty (forms save ``""``) means the store asks for none.
+
+    Never shown, not even in its own refusal (``***`` stands for it). Refused without
+    ``rate_limit_storage_uri``: a password for no store is a half-made setting, and silently ignoring it
+    would leave the user believing the budget is shared.
+    """
+    if value is None or value == "":
+        return None
+    name = f"extra.{storage_uri.PASSWORD_FIELD}"
+    if not isinstance(value, str):
+        raise bad(name, "***", "give the store's password as a string, or leave it empty.")
+    if uri is None:
+        raise bad(
+            name,
+            "***",
+            "it is the password of the store in extra.rate_limit_storage_uri, which is empty: set the "
+            f"store too (e.g. {storage_uri.EXAMPLE}), or leave {storage_uri.PASSWORD_FIELD} empty.",
+        )
+    # Airflow already redacts this extra by its name, in task logs too; told here as well, so the masking
+    # does not hang on how (or through which minor's code path) the connection was read.
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    mask_secret(value)
+    return value
 
 
 def _parse_account_id(value: Any, bad: Any) -> str | None:

@@ -1,8 +1,15 @@
 """The ``rate_limit_storage_uri`` connection extra: which stores hold a shared budget, and how to show one.
 
 Checked when the connection is read, before any request: a typo here would otherwise surface as a Redis
-error in the middle of an archive (or, worse, as a budget nobody shares). Every way the value is shown
-(errors, log lines) goes through ``masked``, so the store's password never leaves this module.
+error in the middle of an archive (or, worse, as a budget nobody shares).
+
+The URI carries no password: Airflow's UI and REST API show an extra in clear unless its name is a
+sensitive one, so the store's password has a field of its own, ``rate_limit_storage_password``, which
+Airflow redacts on every supported minor with no configuration. A URI with a password in it (``:PASSWORD@``,
+a lone ``NAME@`` as old Redis URIs put the password, ``?password=`` or ``?sentinel_password=``) is refused
+with the fix. An ACL username stays in the URI, written ``redis://USERNAME:@host``: the colon says "no
+password here", which redis-py reads as the username alone. Every way a URI is shown still goes through
+``masked``, in case one with a password reaches a message before it is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 # Redis as every Airflow process can reach it (``store.redis_client`` connects to each). ``memory://`` and
 # the like are left out on purpose: a budget in one process's memory is what an empty field already gives.
 SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
-EXAMPLE = "redis://:PASSWORD@redis.example:6379/0"
+EXAMPLE = "redis://redis.example:6379/0"
+# The form field that holds the store's password (``rate_limit_storage_password``).
+PASSWORD_FIELD = "rate_limit_storage_password"
+PASSWORD_LABEL = "Rate limit storage password"
 # Query parameters of a Redis URI that carry a secret (redis-py reads both).
 _SECRET_PARAMS = ("password", "sentinel_password")
 
@@ -27,9 +37,10 @@ def masked(uri: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hosts = netloc.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
+        user, colon, secret = userinfo.partition(":")
         # A lone name (``redis://secret@host``) is masked too: old Redis URIs put the password there.
-        netloc = f"{user}:***@{hosts}" if colon else f"***@{hosts}"
+        # ``USERNAME:@`` (no password) is shown as it is.
+        netloc = f"{user}:{'***' if secret else ''}@{hosts}" if colon else f"***@{hosts}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -47,6 +58,13 @@ def problem(uri: str) -> str | None:
         return (
             f"the scheme {parts.scheme + '://' if parts.scheme else '(none)'} is not a shared store: use one "
             f"of {', '.join(s + '://' for s in SCHEMES)}, e.g. {EXAMPLE}."
+        )
+    secret = _secret_in(parts.netloc, parts.query)
+    if secret:
+        return (
+            f"{secret}: move the password to the {PASSWORD_FIELD} extra (form field "
+            f'"{PASSWORD_LABEL}"), which the Airflow UI and REST API mask, and leave it out of the URI, '
+            f"e.g. {EXAMPLE} (an ACL username stays, as redis://USERNAME:@host)."
         )
     if parts.scheme == "redis+unix":
         if not parts.path:
@@ -75,14 +93,21 @@ def problem(uri: str) -> str | None:
     return None
 
 
-def password(uri: str) -> str | None:
-    """The URI's password (or the lone name that old Redis URIs use for it), to scrub it from text."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return None
-    userinfo = parts.netloc.rpartition("@")[0]
-    if not userinfo:
-        return dict(parse_qsl(parts.query)).get("password") or None
-    user, colon, secret = userinfo.partition(":")
-    return (secret if colon else user) or None
+def _secret_in(netloc: str, query: str) -> str | None:
+    """Where a URI carries a password, said for the fix; ``None`` when it carries none.
+
+    A lone userinfo name counts: redis-py 4+ reads it as a username, older clients (and old
+    Redis URIs in the wild) as the password, so whichever was meant it is refused, and the fix shows how
+    to write a username unambiguously (``USERNAME:@``).
+    """
+    userinfo = netloc.rpartition("@")[0] if "@" in netloc else None
+    if userinfo is not None:
+        user, colon, secret = userinfo.partition(":")
+        if secret:
+            return "the URI carries a password"
+        if user and not colon:
+            return "the URI carries a lone name before '@', where old Redis URIs put the password"
+    params = [key for key, _value in parse_qsl(query, keep_blank_values=True) if key in _SECRET_PARAMS]
+    if params:
+        return f"the URI carries {' and '.join(dict.fromkeys(params))}="
+    return None

@@ -4,6 +4,12 @@ redis-py reads ``redis://``, ``rediss://`` and ``unix://`` URIs itself; Sentinel
 hosts it has no URI for. This module turns each form ``storage_uri.SCHEMES`` accepts into a client, with
 short time-outs: a store that does not answer within ``timeout`` must not hold up a request to Toloka
 (``budget.SharedBudget`` then goes the process's own pace).
+
+The password never comes from the URI (``storage_uri.problem`` refuses one there) but from the connection's
+``rate_limit_storage_password`` extra, passed to redis-py as ``password=``. With Sentinel it is the
+password of the master the Sentinels name (``Sentinel.master_for``), the node that holds the budget; the
+Sentinels themselves are asked without one, as they are on a private network in the common setups (Bitnami's
+chart, Sentinel without ``requirepass``). A Sentinel that asks for a password of its own is not supported.
 """
 
 from __future__ import annotations
@@ -20,25 +26,29 @@ def _hosts(netloc: str) -> list[tuple[str, int]]:
     return hosts
 
 
-def redis_client(uri: str, *, timeout: float) -> Any:
-    """A client for the store at ``uri`` (already checked by ``storage_uri.problem``); connects lazily."""
+def redis_client(uri: str, *, timeout: float, password: str | None = None) -> Any:
+    """A client for the store at ``uri`` (already checked by ``storage_uri.problem``); connects lazily.
+
+    :param password: the store's (``rate_limit_storage_password``); the URI's ``USERNAME:@``, if any, is
+        the ACL user it belongs to.
+    """
     import redis
 
     options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     parts = urlsplit(uri)
     username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
     if parts.scheme in ("redis", "rediss"):
-        return redis.Redis.from_url(uri, **options)
+        # from_url lets the URI's own options win over keyword ones: the URI has no password to win.
+        return redis.Redis.from_url(uri, password=password, **options)
     if parts.scheme == "redis+unix":
-        return redis.Redis.from_url(uri.replace("redis+unix://", "unix://", 1), **options)
+        return redis.Redis.from_url(uri.replace("redis+unix://", "unix://", 1), password=password, **options)
     auth: dict[str, Any] = {"username": username, "password": password}
     if parts.scheme == "redis+cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
         nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc)]
         return RedisCluster(startup_nodes=nodes, **auth, **options)
-    # redis+sentinel://[:password@]host:port[,host:port]/service_name: the password is the master's.
+    # redis+sentinel://host:port[,host:port]/service_name: the password is the master's (module docstring).
     from redis.sentinel import Sentinel
 
     sentinel = Sentinel(_hosts(parts.netloc), sentinel_kwargs=options, **options)

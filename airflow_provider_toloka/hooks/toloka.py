@@ -70,7 +70,8 @@ class TolokaHook(BaseHook):
     :param toloka_conn_id: Airflow connection holding the token (password) and, in extra,
         ``environment`` (``production``/``sandbox``), ``auth_scheme`` (``OAuth``/``ApiKey``),
         ``max_retries``, ``timeout``, ``requests_per_second`` and ``rate_limit_storage_uri`` (a budget
-        shared by every process, ``budget.SharedBudget``); a ``host`` overrides the environment.
+        shared by every process, ``budget.SharedBudget``) with its ``rate_limit_storage_password``; a
+        ``host`` overrides the environment.
     :param timeout: seconds to wait for one HTTP answer (default: connection extra, else 30).
     :param max_retries: retries of a request after a 429, 5xx, dropped connection or time-out
         (default: connection extra, else 5). Other 4xx answers are never retried.

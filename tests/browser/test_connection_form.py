@@ -38,7 +38,9 @@ CHROMIUM_ARGS = [
 EXTRA_FIELD_LABELS = (
     *("Environment", "Authorization scheme", "Web UI base URL", "Act under account"),
     *("Retries", "Request timeout (seconds)", "Requests per second", "Rate limit storage"),
+    "Rate limit storage password",
 )
+STORE_PASSWORD = "store-pw-in-the-form-93"
 DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "connection-form.png"
 
 
@@ -176,6 +178,13 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     token.fill("secret-token")
     dialog.get_by_text("Extra Fields", exact=True).click()
     dialog.get_by_text("Authorization scheme").wait_for()
+    # The store's password: a masked input, saved, and answered as *** by the REST API below.
+    # (The form names an extra field's input element_<field>; its label is not tied to it.)
+    store_password = dialog.locator("input[name=element_rate_limit_storage_password]")
+    assert store_password.get_attribute("type") == "password"
+    dialog.locator("input[name=element_requests_per_second]").fill("100")
+    dialog.locator("input[name=element_rate_limit_storage_uri]").fill("redis://redis.internal:6379/3")
+    store_password.fill(STORE_PASSWORD)
     screenshot = DOCS_SCREENSHOT if os.environ.get("TOLOKA_UPDATE_SCREENSHOT") else tmp_path / "form.png"
     show_whole_form(page, dialog)
     dialog.screenshot(path=str(screenshot))
@@ -193,6 +202,9 @@ def test_toloka_connection_form(api_server, page, tmp_path):
         saved = json.load(answer)
     assert saved["conn_type"] == "toloka"
     assert json.loads(saved["extra"]).items() >= {"environment": "production", "auth_scheme": "OAuth"}.items()
+    # Airflow's own redaction, by the extra's name: no sensitive_var_conn_names is configured here.
+    assert json.loads(saved["extra"])["rate_limit_storage_password"] == "***"
+    assert STORE_PASSWORD not in json.dumps(saved)
     # What the form saved is what the hook understands.
     from airflow.sdk import Connection
 
@@ -205,3 +217,4 @@ def test_toloka_connection_form(api_server, page, tmp_path):
     # An untouched *Act under account* field (saved as "" or left out) is the token's own account: no header.
     assert settings.act_under_account_id is None
     assert "X-Act-Under-Account-ID" not in settings.headers
+    assert settings.rate_limit_storage_uri == "redis://redis.internal:6379/3"

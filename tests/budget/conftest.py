@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture
 def share_budget(toloka_conn, monkeypatch) -> Callable[..., str]:
-    """Set ``toloka_default``'s extras (``requests_per_second``, ``rate_limit_storage_uri``); its JSON."""
+    """Set ``toloka_default``'s extras (``requests_per_second``, ``redis_store.budget_extra()``); its JSON."""
 
     def share(**extra: object) -> str:
         conn = json.loads(toloka_conn.airflow_conn_json())

@@ -79,7 +79,7 @@ def run_two_workers() -> None:
 def test_two_processes_on_one_budget_keep_to_the_rate_together(emu, redis_store, share_budget, shared):
     extra: dict[str, object] = {"requests_per_second": DECLARED}
     if shared:
-        extra["rate_limit_storage_uri"] = redis_store.url
+        extra.update(redis_store.budget_extra())
     share_budget(**extra)
 
     run_two_workers()
@@ -103,7 +103,7 @@ def test_a_lost_store_never_fails_an_archive_and_is_logged_once_each_way(
     for number in range(40):
         emu.add_pool(str(100 + number), project_id="7", status="CLOSED")
     monkeypatch.setattr(budget, "RETRY_STORE_AFTER", 0.2)  # ask a lost store again soon, so it is found
-    share_budget(requests_per_second=DECLARED, rate_limit_storage_uri=redis_store.url)
+    share_budget(requests_per_second=DECLARED, **redis_store.budget_extra())
     caplog.set_level(logging.INFO)
 
     # Counted, not timed: the store goes after the 10th request and comes back after the 40th.
@@ -132,17 +132,15 @@ def test_a_lost_store_never_fails_an_archive_and_is_logged_once_each_way(
     assert len([line for line in lines if line.startswith("Lost the shared request budget")]) == 1
     assert len([line for line in lines if line.startswith("The shared request budget")]) == 1
     assert redis_store.password not in caplog.text
-    assert f"redis://:***@127.0.0.1:{redis_store.port}/0" in lines[0]
+    assert f"at redis://127.0.0.1:{redis_store.port}/0 (" in lines[0]
 
 
 def test_the_budget_is_kept_in_the_store_under_the_account_not_the_token(emu, redis_store, share_budget):
-    share_budget(requests_per_second=DECLARED, rate_limit_storage_uri=redis_store.url)
+    share_budget(requests_per_second=DECLARED, **redis_store.budget_extra())
 
     TolokaHook().get_pool("10")
 
-    import redis
-
-    keys = redis.Redis.from_url(redis_store.url).keys("*")
+    keys = redis_store.client().keys("*")
     assert len(keys) == 1
     assert emu.token.encode() not in keys[0]
 
@@ -170,7 +168,7 @@ def test_every_request_path_draws_on_the_shared_budget(emu, redis_store, share_b
     emu.add_project("7")
     for pool_id in ("70", "71", "72"):
         emu.add_pool(pool_id, project_id="7", status="CLOSED")
-    share_budget(requests_per_second=DECLARED, rate_limit_storage_uri=redis_store.url)
+    share_budget(requests_per_second=DECLARED, **redis_store.budget_extra())
 
     assert TolokaHook().test_connection()[0]
     operation = TolokaHook().archive_pool("10")
@@ -203,8 +201,8 @@ def test_a_slower_asker_gets_its_turn_beside_one_that_takes_every_slot(redis_sto
     """
     rate = 20.0
     key = "fairness"
-    hog = budget.SharedBudget(redis_store.url, rate, key)
-    slower = budget.SharedBudget(redis_store.url, rate, key)
+    hog = budget.SharedBudget(redis_store.url, rate, key, password=redis_store.password)
+    slower = budget.SharedBudget(redis_store.url, rate, key, password=redis_store.password)
     done = threading.Event()
     hog_grants: list[float] = []
     slower_grants: list[float] = []
@@ -230,3 +228,24 @@ def test_a_slower_asker_gets_its_turn_beside_one_that_takes_every_slot(redis_sto
     # Between the slower asker's first and last slot it had 10 more; alternating, the tight loop had as many.
     meanwhile = sum(slower_grants[0] < at < slower_grants[-1] for at in hog_grants)
     assert 5 <= meanwhile <= 11, f"the tight loop took {meanwhile} slots while the other took 10"
+
+
+def test_a_wrong_store_password_loses_the_budget_never_a_request(emu, redis_store, share_budget, caplog):
+    """The store refuses the password: the process keeps its own pace, as with a store that is down."""
+    wrong = "wrong-store-pw-4711"
+    share_budget(
+        requests_per_second=DECLARED, **{**redis_store.budget_extra(), "rate_limit_storage_password": wrong}
+    )
+    caplog.set_level(logging.WARNING)
+
+    hook = TolokaHook()
+    for _ in range(3):
+        hook.get_pool("10")
+
+    assert [r.status for r in emu.requests] == [200] * 3
+    lines = [record.getMessage() for record in caplog.records if record.name == budget.__name__]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"Lost the shared request budget at redis://127.0.0.1:{redis_store.port}/0 (")
+    assert "Authentication" in lines[0] or "NOAUTH" in lines[0] or "WRONGPASS" in lines[0], lines[0]
+    assert wrong not in caplog.text
+    assert redis_store.client().keys("*") == [], "no budget was kept with the wrong password"

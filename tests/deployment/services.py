@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .stack import free_port, wait_until
 
@@ -132,7 +133,8 @@ class PostgreSQL:
 class Redis:
     """A Redis server on a free loopback port, persisting nothing: the Celery broker, the shared budget.
 
-    :param password: asked of every client (``--requirepass``) and put in ``url``; ``None``: no password.
+    :param password: asked of every client (``--requirepass``); ``None``: no password. Never in ``url``: a
+        connection gives it in ``rate_limit_storage_password`` (``budget_extra``), redis-py as ``password=``.
     """
 
     def __init__(self, root: Path, password: str | None = None) -> None:
@@ -143,8 +145,20 @@ class Redis:
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def budget_extra(self, database: int = 0) -> dict[str, str]:
+        """A ``toloka`` connection's extras for a shared budget in this Redis (``database``), password too."""
+        extra = {"rate_limit_storage_uri": f"redis://127.0.0.1:{self.port}/{database}"}
+        if self.password:
+            extra["rate_limit_storage_password"] = self.password
+        return extra
+
+    def client(self) -> Any:
+        """A redis-py client of database 0, signed in."""
+        import redis
+
+        return redis.Redis.from_url(self.url, password=self.password)
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

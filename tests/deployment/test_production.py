@@ -162,10 +162,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airfl
         pytest.skip(message)
     root = tmp_path_factory.mktemp("production")
     postgres, redis = PostgreSQL(), Redis(root / "redis")
-    budget = {
-        "requests_per_second": DECLARED_RATE,
-        "rate_limit_storage_uri": redis.url.rsplit("/", 1)[0] + "/1",
-    }
+    budget = {"requests_per_second": DECLARED_RATE, **redis.budget_extra(database=1)}
     pools = WORKER_POOLS + DEFERRED_POOLS
     main_seed = seed(root / "seed.json", PROJECT, "Production: two dozen pools", pools, {TRAINING: pools})
     cascade_seed = seed(

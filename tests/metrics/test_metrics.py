@@ -50,7 +50,7 @@ def test_the_metrics_reach_statsd_and_nothing_when_off(
     emu.inject_fault("429", path="/pools/10/archive")
     emu.inject_fault("429", quota="MIN", path="/pools/10/archive")
     conn = json.loads(emu.airflow_conn_json())
-    conn["extra"].update(requests_per_second=50, rate_limit_storage_uri=redis_store.url)
+    conn["extra"].update(requests_per_second=50, **redis_store.budget_extra())
     monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", json.dumps(conn))
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", str(metrics_on))
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")

@@ -234,12 +234,14 @@ def rate_limit_storage_uri(run: Run, monkeypatch, path: Path) -> None:
     store = run.request.getfixturevalue("redis_store")
     monkeypatch.setattr(budget, "_budgets", {})  # this process's budgets start afresh
     rate = 2 * RATE  # shared between the path and the other process
-    shared = {"requests_per_second": rate, "rate_limit_storage_uri": store.url}
+    shared = {"requests_per_second": rate, **store.budget_extra()}
     monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", conn_json(run.emu, **shared))
     # Another process of the same account takes every slot it can meanwhile. With one budget, what the path
     # sends and what the other takes together keep to the rate; each going by its own pace, both would send
     # at the full rate, twice it together.
-    other = budget.SharedBudget(store.url, rate, budget.account_key(TolokaHook().settings))
+    other = budget.SharedBudget(
+        store.url, rate, budget.account_key(TolokaHook().settings), password=store.password
+    )
     done, taking = threading.Event(), threading.Event()
     granted: list[float] = []
 

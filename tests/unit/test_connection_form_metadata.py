@@ -41,3 +41,11 @@ def test_the_standard_fields_are_relabelled_and_the_unused_hidden(toloka_meta):
     assert standard.host.title == "Host override"
     for unused in (standard.login, standard.port, standard.url_schema):
         assert unused.hidden
+
+
+def test_the_store_password_field_is_a_masked_input(toloka_meta):
+    """A password input (what is typed shows as dots) on every minor: 3.2+ from the schema's ``format``,
+    3.0 and 3.1 from ``compat``'s ``PasswordField``."""
+    shown = (toloka_meta.extra_fields or {})["rate_limit_storage_password"]
+    assert shown["schema"]["format"] == "password"
+    assert shown["schema"]["title"] == "Rate limit storage password"
