@@ -27,7 +27,7 @@ import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -35,6 +35,10 @@ from airflow_provider_toloka import compat
 from airflow_provider_toloka.cascade.outcome import cascade_event, pack
 from airflow_provider_toloka.connection import TolokaConnectionSettings
 from airflow_provider_toloka.validation import validate_count, validate_id, validate_optional_seconds
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.cascade.watch import Watcher
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
 
 T = TypeVar("T")
 
@@ -83,12 +87,23 @@ class _EngineTrigger(BaseTrigger):
     """Reads the connection, runs ``_carry_out`` on a thread until it returns its event, or stops it."""
 
     toloka_conn_id: str
+    poll_interval: float
 
     def _kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _carry_out(self, settings: TolokaConnectionSettings, stop: threading.Event) -> dict[str, Any]:
+    def _carry_out(
+        self, settings: TolokaConnectionSettings, stop: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _watcher(self, hook: TolokaHook, loop: asyncio.AbstractEventLoop) -> Callable[[], Watcher]:
+        """What each of the engine's cascades waits with: the shared reader of ``loop``, the trigger's."""
+        from airflow_provider_toloka.triggers.engine_watcher import ReaderWatcher
+
+        return lambda: ReaderWatcher(
+            loop, self.toloka_conn_id, hook, poll_interval=self.poll_interval, log=self.log
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", self._kwargs()
@@ -101,7 +116,10 @@ class _EngineTrigger(BaseTrigger):
             yield TriggerEvent(cascade_event(error=error))
             return
         self._stop = stop = threading.Event()
-        self._engine = engine = start_in_thread(type(self).__name__, lambda: self._carry_out(settings, stop))
+        loop = asyncio.get_running_loop()
+        self._engine = engine = start_in_thread(
+            type(self).__name__, lambda: self._carry_out(settings, stop, loop)
+        )
         try:
             # Shielded: cancelling the trigger stops the engine through ``stop``, and ``on_kill`` can still
             # wait for it to end.
@@ -186,7 +204,9 @@ class TolokaCascadeTrigger(_EngineTrigger):
             "quota_deadline": self.quota_deadline,
         }
 
-    def _carry_out(self, settings: TolokaConnectionSettings, stop: threading.Event) -> dict[str, Any]:
+    def _carry_out(
+        self, settings: TolokaConnectionSettings, stop: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Any]:
         from airflow_provider_toloka.cascade import archive_project_cascade
         from airflow_provider_toloka.cascade.task import cascade_hook
 
@@ -214,6 +234,7 @@ class TolokaCascadeTrigger(_EngineTrigger):
                 log=self.log,
                 stop=stop,
                 clock=clock,
+                new_watcher=self._watcher(hook, loop),
             )
         except Exception as error:
             return dict(cascade_event(error=error))
@@ -284,7 +305,9 @@ class TolokaHousekeepingTrigger(_EngineTrigger):
             "quota_deadline": self.quota_deadline,
         }
 
-    def _carry_out(self, settings: TolokaConnectionSettings, stop: threading.Event) -> dict[str, Any]:
+    def _carry_out(
+        self, settings: TolokaConnectionSettings, stop: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Any]:
         from airflow_provider_toloka.cascade.task import cascade_hook
         from airflow_provider_toloka.housekeeping import run_housekeeping
         from airflow_provider_toloka.housekeeping.run import operations_per_project
@@ -310,6 +333,7 @@ class TolokaHousekeepingTrigger(_EngineTrigger):
                 project_ids=self.project_ids,
                 max_projects=self.max_projects,
                 stop=stop,
+                new_watcher=self._watcher(hook, loop),
             )
         except Exception as error:
             return {"status": "error", "message": f"{type(error).__name__}: {error}"}

@@ -116,6 +116,9 @@ class WaitOutcome:
     kind: Literal["ended", "timeout", "error", "moved"]
     operation: dict[str, Any] | None
     message: str = ""
+    # The refusal that ended an ``error`` wait, when one did: a waiter that may wait out an HOUR or DAY
+    # quota (the cascade's, ``triggers/engine_watcher.py``) needs the quota, not only its text.
+    error: BaseException | None = None
 
 
 @dataclass(eq=False)
@@ -175,11 +178,17 @@ class OperationReader:
 
     # --- what triggers call -----------------------------------------------------------------------
 
-    def add(self, operation_id: str, poll_interval: float, end_time: float | None) -> Waiter:
+    def add(
+        self, operation_id: str, poll_interval: float, end_time: float | None, op_type: str | None = None
+    ) -> Waiter:
+        """Register a wait. ``op_type`` (``POOL.ARCHIVE`` …), when the caller knows it from starting the
+        operation, lets the reader list it by type from its first round, and read it by page once it ended."""
         delays = poll_delays(poll_interval)
         waiter = Waiter(operation_id, poll_interval, end_time, delays, due=clock() + next(delays))
         self._waiters.add(waiter)
         self._by_id[operation_id].add(waiter)
+        if op_type:
+            self._types.setdefault(operation_id, op_type)
         if not self._pinned:
             self._unchecked.add(waiter)
         self.served += 1
@@ -474,7 +483,7 @@ class OperationReader:
             if _unauthorized(result) and not self._token_rechecked:
                 refused_token = True  # a rotated token? the connection is read again before any wait ends
             elif isinstance(result, TolokaError) and not hook.is_transient(result):
-                self._end(operation_id, "error", str(result))  # a refusal: this wait ends, the others go on
+                self._refused(operation_id, result)  # a refusal: this wait ends, the others go on
             elif isinstance(result, BaseException):
                 if not hook.is_transient(result):
                     raise result
@@ -513,11 +522,9 @@ class OperationReader:
         if self._group_due is None or self._group_due > now + waiter.poll_interval:
             self._group_due = now + waiter.poll_interval
 
-    def _end(
-        self, operation_id: str, kind: Literal["ended", "timeout", "error", "moved"], message: str
-    ) -> None:
+    def _refused(self, operation_id: str, error: TolokaError) -> None:
         for waiter in list(self._by_id.get(operation_id, ())):
-            self._resolve(waiter, WaitOutcome(kind, waiter.seen, message))
+            self._resolve(waiter, WaitOutcome("error", waiter.seen, str(error), error))
 
     def _expire(self, now: float) -> None:
         """Time out the waits whose deadline passed while Toloka could not be read."""
