@@ -4,8 +4,10 @@ A deferred cascade or housekeeping run (``triggers/cascade.py``) runs the engine
 and the engine's workers block until their operation ends (``cascade.watch.Watcher``). Here each such wait
 is a coroutine on the trigger's event loop that registers the operation with the loop's ``OperationReader``
 (``triggers/reader.py``), as ``TolokaOperationTrigger`` does, so the cascade's operations are read by page
-together with every other wait of the loop, at the reader's pace, and the reader's faults, outages and FAIL
-logs are handled once, there. The worker thread blocks on the coroutine's future
+together with every other wait of the loop, and the reader's faults, outages and FAIL logs are handled once,
+there. While it holds such a wait the reader takes a turn of the cascade's ``SharedThrottle`` for each of its
+requests too (``AsyncPacer.join``), so the run's archives and the reads of them keep the connection's
+``requests_per_second`` together, as in the worker. The worker thread blocks on the coroutine's future
 (``asyncio.run_coroutine_threadsafe``), never the loop on the thread.
 
 Nothing here plans, orders or paces: the engine's main loop keeps doing that; it only has nothing to
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_toloka import metrics
 from airflow_provider_toloka.exceptions import TolokaError
+from airflow_provider_toloka.throttle import SharedThrottle
 from airflow_provider_toloka.triggers.reader import OperationReader, WaitOutcome, shared_reader
 
 if TYPE_CHECKING:
@@ -124,6 +127,9 @@ class ReaderWatcher:
     async def _wait_in(self, reader: OperationReader, operation_id: str, op_type: str | None) -> WaitOutcome:
         # No deadline of its own: the engine's ``timeout`` ends its waits through ``abort``.
         waiter = reader.add(operation_id, self.poll_interval, None, op_type)
+        throttle = self.hook.throttle if isinstance(self.hook.throttle, SharedThrottle) else None
+        if throttle is not None:  # the reader's reads of it take the cascade's turns: one pace for the run
+            reader.pacer.join(throttle)
         try:
             while waiter.outcome is None:
                 await waiter.news.wait()
@@ -131,6 +137,8 @@ class ReaderWatcher:
                 self._tell_outage(reader)
         finally:
             reader.remove(waiter)  # ended, or cancelled by ``abort``: the reader forgets it at once
+            if throttle is not None:
+                reader.pacer.leave(throttle)
         return waiter.outcome
 
     def _tell_outage(self, reader: OperationReader) -> None:
