@@ -1,11 +1,15 @@
 """Carry out a cascade, or a housekeeping run, in the triggerer, so the task holds no worker slot meanwhile.
 
-Both triggers run the one cascade engine (``cascade``: the planner, the steps, ``CascadeRunner`` and
-its watcher), the very code ``deferrable=False`` runs in the worker, so the two cannot plan, order,
-pace or wait differently. The engine sends and waits through the synchronous hook, on a thread of its
-own in the triggerer, so it never blocks the triggerer's event loop; the loop only awaits its end.
-The connection is read on the loop with the async API (``compat``), never from that thread, and the
-trigger's kwargs never hold the token.
+Both triggers run the one cascade engine (``cascade``: the planner, the steps, ``CascadeRunner``), the
+very code ``deferrable=False`` runs in the worker, so the two cannot plan, order or pace differently. The
+engine sends through the synchronous hook, on a thread of its own in the triggerer, so it never blocks the
+triggerer's event loop; the loop only awaits its end. The connection is read on the loop with the async
+API (``compat``), never from that thread, and the trigger's kwargs never hold the token.
+
+Why not the engine's own watcher (``cascade/watch.py``), as in the worker: in the triggerer the loop's
+shared reader (``triggers/reader.py``) is the one way operations are waited on. The engine's workers wait
+through it (``triggers/engine_watcher.py``), so the cascade's operations are read by page together with
+the loop's other deferred waits, and its reads still take the cascade's turns (one pace for the run).
 
 Restarts. Airflow may recreate a trigger from the database on another triggerer, and briefly run it
 twice. Each run lists again and plans from what it finds: archived objects are skipped, and an archive

@@ -1,8 +1,13 @@
 """One reader of Toloka operations per event loop and connection, for every trigger waiting there.
 
-Why not ``cascade/watch.py``, which also reads operations by page: that watcher serves the worker threads
-of one cascade task, blocking, through the sync hook; here many unrelated triggers share one event loop
-and must never block it, each with its own pace and deadline.
+In the triggerer this reader is the one way operations are waited on: deferred cascades and housekeeping
+runs wait on theirs here too (``triggers/engine_watcher.py`` bridges the engine's threads to the loop), so
+they are read by page with every other wait of the loop.
+
+Why not ``cascade/watch.py``, which also reads operations by page: that watcher is the worker's, for the
+cascade of a task that holds no event loop; it blocks its threads and reads through the task's sync hook
+and throttle. Here many unrelated triggers share one event loop and must never block it, each with its own
+pace and deadline.
 
 A trigger polling its own operation costs Toloka one request per ``poll_interval``: a thousand deferred
 archives cost 100 requests a second, a third of an account's limit, for as long as they wait. Here the
@@ -38,6 +43,8 @@ that wait.
 A connection that declares ``requests_per_second`` has each reader keep to it (``throttle.AsyncPacer``):
 the rounds' list pages and single reads go out one pace interval apart, never as a burst. It is the
 reader's own pace: the account's budget is split between tasks and triggerers in ``docs/deployment.md``.
+While a deferred cascade waits here, each request also takes a turn of that cascade's ``SharedThrottle``
+(``AsyncPacer.join``), so the cascade's archives and the reads of them keep its pace together.
 
 The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
