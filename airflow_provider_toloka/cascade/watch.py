@@ -32,9 +32,10 @@ loop's one shared reader of operations (``triggers/engine_watcher.py`` bridges t
 it), so a deferred cascade and the loop's deferred single waits are read together, by page.
 
 Why not the shared reader in the worker too: it lives on an event loop, which a worker task does not run,
-and it reads through the async hook at its own pace. Here the waiters are the cascade's worker threads in
-one task, on the sync hook and its shared throttle: a read takes a turn ahead of the task's queued archives
-(``set_busy``), which a reader pacing on its own could not do.
+and it keeps the rhythm of deferred waits (a first read after half a second, then twice as long each time up
+to ``poll_interval``). This watcher keeps the task's: every ``busy_interval`` while archives queue for the
+pace, otherwise soon after the newest operation could have ended, so the chain at the end of a cascade is
+seen within a tenth of a second of each link.
 """
 
 from __future__ import annotations
