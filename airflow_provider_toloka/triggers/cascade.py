@@ -119,17 +119,21 @@ class _EngineTrigger(BaseTrigger):
         except Exception as error:  # not found, unusable, no answer: the task fails with why
             yield TriggerEvent(cascade_event(error=error))
             return
+        from airflow_provider_toloka.triggers.reader import shared_reader
+
         self._stop = stop = threading.Event()
         loop = asyncio.get_running_loop()
-        self._engine = engine = start_in_thread(
-            type(self).__name__, lambda: self._carry_out(settings, stop, loop)
-        )
-        try:
-            # Shielded: cancelling the trigger stops the engine through ``stop``, and ``on_kill`` can still
-            # wait for it to end.
-            event = await asyncio.shield(engine)
-        finally:
-            stop.set()  # cancelled: the engine sends nothing more and stops waiting
+        # The loop's reader, kept open for the engine's waits until it ends (or the trigger is cancelled).
+        with shared_reader(self.toloka_conn_id).kept_open():
+            self._engine = engine = start_in_thread(
+                type(self).__name__, lambda: self._carry_out(settings, stop, loop)
+            )
+            try:
+                # Shielded: cancelling the trigger stops the engine through ``stop``, and ``on_kill`` can
+                # still wait for it to end.
+                event = await asyncio.shield(engine)
+            finally:
+                stop.set()  # cancelled: the engine sends nothing more and stops waiting
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:

@@ -46,7 +46,8 @@ reader's own pace: the account's budget is split between tasks and triggerers in
 While a deferred cascade waits here, each request also takes a turn of that cascade's ``SharedThrottle``
 (``AsyncPacer.join``), so the cascade's archives and the reads of them keep its pace together.
 
-The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
+The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not;
+a deferred cascade keeps it open for as long as its engine runs (``kept_open``), between its waits too.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
 ``MAX_AGE`` seconds, so a rotated token reaches it as it reaches the client.
 
@@ -176,6 +177,7 @@ class OperationReader:
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
         # Every request of this reader, whichever client it goes through, keeps one declared pace.
         self.pacer = AsyncPacer()
+        self._holds = 0  # ``kept_open``: runs that wait here again and again, with gaps between their waits
         self.served = 0
         self.list_reads = 0
         self.single_reads = 0
@@ -208,11 +210,33 @@ class OperationReader:
         """Forget a waiter (its trigger ended or was cancelled); the last one closes the reader."""
         self._forget(waiter)
         metrics.gauge("reader.waits", len(self._waiters))
-        if not self._waiters and not self.closed:
+        self._close_if_idle()
+
+    @contextlib.contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """Keep the reader open inside, waits or not: a deferred cascade's waits come one after another
+        (the archive of a training once its pools are), and each would otherwise find the reader closed and
+        start a new one, which reads the connection again."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self._waiters or self._held:
+            return
+        if not self.closed:
             self._retire()
             self._task.cancel()
-        elif not self._waiters:
+        else:
             self._changed.set()  # a reader retired early (its account changed) ends on its own
+
+    @property
+    def _held(self) -> bool:
+        """Kept open (``kept_open``), unless it retired: then only its own waits keep it running."""
+        return self._holds > 0 and not self.closed
 
     @property
     def waiting(self) -> int:
@@ -233,7 +257,7 @@ class OperationReader:
             except AirflowException as error:  # AirflowNotFoundException, secrets-backend failures
                 self._fail_all(f"Cannot read connection {self.conn_id!r}: {error}")
                 return
-            while self._waiters:
+            while self._waiters or self._held:
                 await self._sleep()
                 if not self._waiters:
                     break
@@ -315,7 +339,12 @@ class OperationReader:
         return fresh
 
     async def _sleep(self) -> None:
-        while self._waiters:
+        while self._waiters or self._held:
+            if not self._waiters:  # kept open with nothing to read: until a wait joins or the hold ends
+                self._wake_at = math.inf
+                self._changed.clear()
+                await self._changed.wait()
+                continue
             now = clock()
             wake = self._next_wake()
             if wake <= now:

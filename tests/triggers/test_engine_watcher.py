@@ -55,10 +55,14 @@ def long_archives(emu, count: int) -> list[dict]:
     return operations
 
 
-async def cascade(**kwargs) -> dict:
-    trigger = TolokaCascadeTrigger("7", max_concurrency=8, poll_interval=0.5, **kwargs)
+async def cascade(project_id: str = "7", max_concurrency: int = 8) -> dict:
+    trigger = TolokaCascadeTrigger(project_id, max_concurrency=max_concurrency, poll_interval=0.5)
     [event] = [event.payload async for event in trigger.run()]
     return event
+
+
+def closed_readers(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "Shared reader of Toloka operations" in r.getMessage()]
 
 
 async def test_a_cascade_and_single_waits_on_one_loop_are_served_by_one_reader(emu, caplog):
@@ -88,11 +92,25 @@ async def test_a_cascade_and_single_waits_on_one_loop_are_served_by_one_reader(e
     for task in singles:
         task.cancel()
     await asyncio.gather(*singles, return_exceptions=True)
-    closed = [
-        r.getMessage() for r in caplog.records if "Shared reader of Toloka operations" in r.getMessage()
-    ]
+    await until(lambda: closed_readers(caplog))
+    closed = closed_readers(caplog)
     assert len(closed) == 1
     assert f"closed: {WAITS + cascade_operations} waits served with" in closed[0]
+
+
+async def test_a_cascade_alone_keeps_one_reader_open_between_its_waits(emu, caplog):
+    """One step at a time: each wait ends before the next archive is sent, and the trigger keeps the reader
+    open across the gaps instead of each wait starting a new one (and reading the connection again)."""
+    caplog.set_level(logging.INFO, logger="airflow_provider_toloka.triggers.reader")
+    emu.operation_duration = 0.1
+    for pool_id in ("50", "51", "52"):
+        emu.add_pool(pool_id, project_id="9")
+
+    assert (await cascade("9", max_concurrency=1))["status"] == "success"
+
+    await until(lambda: closed_readers(caplog))
+    assert len(closed_readers(caplog)) == 1
+    assert "closed: 4 waits served with" in closed_readers(caplog)[0]  # three pools, then the project
 
 
 async def test_a_failed_operations_log_is_read_once_by_the_reader(emu):
