@@ -32,8 +32,9 @@ sends at least 20 ms further apart than that.
 No second's sends go over the declared rate itself, however late threads wake (the cap above).
 
 ``ahead()`` lets one thread's requests skip the queue of threads holding later slots: the cascade's
-watcher reads through it (``cascade/watch.py`` says why). Each such request still moves the next free
-slot back by one pace interval, so the pace holds on average.
+watcher reads through it (``cascade/watch.py`` says why), and so does the triggerer's shared reader while it
+reads a deferred cascade's operations (``turn_ahead``). Each such request still moves the next free slot back
+by one pace interval, so the pace holds on average.
 """
 
 from __future__ import annotations
@@ -129,7 +130,18 @@ class SharedThrottle:
     def before_request(self) -> None:
         """Block until this thread may send: after any pause, and one pace interval after the last send
         (inside ``ahead``: at once, moving the next free slot back instead)."""
-        ahead = getattr(self._local, "ahead", False)
+        for pause in self._turn(ahead=getattr(self._local, "ahead", False)):
+            time.sleep(pause)
+
+    async def turn_ahead(self) -> None:
+        """``before_request`` inside ``ahead`` for a coroutine: the triggerer's shared reader takes its
+        turns here while it reads a deferred cascade's operations, so the cascade's archives and the reads
+        that free its workers keep one pace together, as the worker's watcher does (``AsyncPacer.join``)."""
+        for pause in self._turn(ahead=True):
+            await asyncio.sleep(pause)
+
+    def _turn(self, *, ahead: bool) -> Iterator[float]:
+        """The pauses to sleep, one after the other, until a request may go (then it is recorded as sent)."""
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -147,13 +159,13 @@ class SharedThrottle:
                     if self._rate is not None:
                         self._next_slot = start + 1.0 / self._rate
             if start > now:
-                time.sleep(start - now)
+                yield start - now
             if paused:
                 continue
             if self._send_now(pays_for_turn=ahead):
                 return
             if ahead:  # the last second is full: try again once its oldest send has aged a little
-                time.sleep(1.0 / (self._limit or 1.0))
+                yield 1.0 / (self._limit or 1.0)
 
     def _send_now(self, *, pays_for_turn: bool = False) -> bool:
         """Whether a thread whose slot has come may send, recording it if so.
@@ -211,6 +223,10 @@ class AsyncPacer:
     One coroutine runs at a time on a loop and nothing awaits between reading and taking a slot, so no
     lock is needed. ``rate=None`` lets every request go at once (the reader backs off on 429 itself).
 
+    While a deferred cascade waits through the reader, the reader's requests also take their turns from the
+    cascade's ``SharedThrottle`` (``join``): they read the cascade's operations, so they count against its
+    pace.
+
     :param clock: seconds, monotonic; ``sleep`` waits them (both injectable for tests).
     """
 
@@ -225,13 +241,24 @@ class AsyncPacer:
         self._clock = clock
         self._sleep = sleep
         self._next_slot = 0.0
+        self._joined: collections.Counter[SharedThrottle] = collections.Counter()
+
+    def join(self, throttle: SharedThrottle) -> None:
+        """Take a turn from ``throttle`` too before each request, until as many ``leave`` calls."""
+        self._joined[throttle] += 1
+
+    def leave(self, throttle: SharedThrottle) -> None:
+        self._joined[throttle] -= 1
+        if self._joined[throttle] <= 0:
+            del self._joined[throttle]
 
     async def wait(self) -> None:
         """Return when this request may go: one pace interval after the one before."""
-        if self.rate is None:
-            return
-        now = self._clock()
-        start = max(now, self._next_slot)
-        self._next_slot = start + 1.0 / declared_pace(self.rate)
-        if start > now:
-            await self._sleep(start - now)
+        if self.rate is not None:
+            now = self._clock()
+            start = max(now, self._next_slot)
+            self._next_slot = start + 1.0 / declared_pace(self.rate)
+            if start > now:
+                await self._sleep(start - now)
+        for throttle in list(self._joined):
+            await throttle.turn_ahead()

@@ -18,6 +18,7 @@ from airflow_provider_toloka.cascade.execute import DEFAULT_MAX_CONCURRENCY, Cas
 from airflow_provider_toloka.cascade.plan import CascadePlan, check_preflight, plan_cascade
 
 if TYPE_CHECKING:
+    from airflow_provider_toloka.cascade.watch import Watcher
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
 __all__ = ["CascadePlan", "archive_project_cascade", "plan_cascade"]
@@ -35,6 +36,7 @@ def archive_project_cascade(
     log: Log,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    new_watcher: Callable[[], Watcher] | None = None,
 ) -> dict[str, Any]:
     """List, plan, check, then (unless ``dry_run``) close and archive; return the summary or the plan.
 
@@ -44,6 +46,7 @@ def archive_project_cascade(
     :param timeout: seconds for the close and archive steps together (``None``: no limit).
     :param stop: set to end the run early (``CascadeRunner``'s ``stop``).
     :param clock: what ``timeout`` is counted on (the triggerer counts it from when the task deferred).
+    :param new_watcher: what the workers wait on their operations with (``CascadeRunner``'s ``new_watcher``).
     """
     project = hook.get_project(project_id)
     plan = plan_cascade(
@@ -68,5 +71,6 @@ def archive_project_cascade(
         log=log,
         stop=stop,
         clock=clock,
+        new_watcher=new_watcher,
     )
     return runner.run(plan)

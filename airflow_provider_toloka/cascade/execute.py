@@ -3,8 +3,9 @@
 The plan becomes steps with needs, as Toloka's preconditions chain them (``steps``): an archive
 needs its object closed, a training's archive needs the main pools linked to it archived, the
 project's archive needs everything. The main loop hands every step whose needs are met to a
-bounded thread pool; a worker sends one close or archive and waits (through the shared
-``OperationWatcher``) for its operation. So at most ``max_concurrency`` operations are in flight,
+bounded thread pool; a worker sends one close or archive and waits for its operation through the
+run's ``watch.Watcher``: the task's ``OperationWatcher`` in the worker, the event loop's shared reader
+in the triggerer. So at most ``max_concurrency`` operations are in flight,
 and a training starts as soon as its own pools finish instead of after every pool (under a pace, once
 no pool is left to send: ``CascadeRunner._goes_last``, and its request only once no close or pool
 archive handed to a worker still waits for its answer: ``CascadeRunner._wait_for_first_steps``).
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_toloka.archivable import REJECTED, time_clears
 from airflow_provider_toloka.cascade.steps import Step, build_steps
-from airflow_provider_toloka.cascade.watch import OperationWatcher
+from airflow_provider_toloka.cascade.watch import OperationWatcher, Watcher
 from airflow_provider_toloka.exceptions import TolokaApiError, TolokaCascadeFailed, TolokaCascadeHeldBack
 from airflow_provider_toloka.hooks.answer import PAGE_LIMIT
 from airflow_provider_toloka.operation_status import OperationStatus, describe, operation_status
@@ -118,6 +119,9 @@ class CascadeRunner:
     :param stop: once set, no new step starts and the workers stop waiting (what was sent keeps running
         in Toloka): how the triggerer ends a cascade whose trigger it cancelled, since a thread cannot
         be cancelled from outside. ``None``: the run is never told to stop.
+    :param new_watcher: makes what the run's workers wait on their operations with; ``None``: an
+        ``OperationWatcher`` on ``hook`` (the worker's). The triggerer passes one that waits through its
+        event loop's shared reader (``triggers/engine_watcher.py``).
     """
 
     def __init__(
@@ -131,9 +135,11 @@ class CascadeRunner:
         progress_every: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         stop: threading.Event | None = None,
+        new_watcher: Callable[[], Watcher] | None = None,
     ) -> None:
         self.hook = hook
         self.stop = stop
+        self.new_watcher = new_watcher
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.log = log
@@ -196,7 +202,11 @@ class CascadeRunner:
         labels = [Step(a, k, "").label for a, k in _PROGRESS_ORDER]
         totals = {label: sum(1 for step in needs if step.label == label) for label in labels}
         progress = Progress(self.log, totals, self.progress_every, self.clock)
-        watcher = OperationWatcher(self.hook, max_interval=self.poll_interval)
+        watcher = (
+            self.new_watcher()
+            if self.new_watcher is not None
+            else OperationWatcher(self.hook, max_interval=self.poll_interval)
+        )
         deadline = self._deadline = None if self.timeout is None else self.clock() + self.timeout
         stopped = False
         self.log.info("Running %d step(s) with up to %d in flight", len(needs), self.max_concurrency)
@@ -258,7 +268,7 @@ class CascadeRunner:
         for the pace (its worker has not sent it yet)."""
         return any(step not in self._sent and not self._goes_last(step) for queue in queues for step in queue)
 
-    def _one(self, step: Step, watcher: OperationWatcher) -> tuple[str, dict[str, Any] | None]:
+    def _one(self, step: Step, watcher: Watcher) -> tuple[str, dict[str, Any] | None]:
         if _follows_pools(step):
             self._wait_for_first_steps()
             operation = self._send(step)

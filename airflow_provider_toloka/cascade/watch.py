@@ -26,11 +26,16 @@ it ends. An HOUR or DAY quota (``TolokaQuotaExhausted``) is waited out until it 
 ``wait_out_quota`` allows it (it resets before the task's deadline), and otherwise ends the waits like a
 refusal (any other 4xx), through ``abort``.
 
-Why not ``triggers/reader.py``, which also reads operations by page: that reader serves coroutines on
-the triggerer's one event loop, through the async hook, with each trigger's own pace and deadline. Here
-the waiters are the cascade's worker threads in one task, blocked on events, on the sync hook and its
-shared throttle, for operations this task started itself (newest first). One reader for both would need
-a thread-safe async bridge on one side or the other, for no fewer requests.
+The engine needs only ``Watcher`` of whatever waits for it. This watcher is the worker's
+(``deferrable=False``). In the triggerer the engine waits through ``triggers/reader.py`` instead, the
+loop's one shared reader of operations (``triggers/engine_watcher.py`` bridges the engine's threads to
+it), so a deferred cascade and the loop's deferred single waits are read together, by page.
+
+Why not the shared reader in the worker too: it lives on an event loop, which a worker task does not run,
+and it keeps the rhythm of deferred waits (a first read after half a second, then twice as long each time up
+to ``poll_interval``). This watcher keeps the task's: every ``busy_interval`` while archives queue for the
+pace, otherwise soon after the newest operation could have ended, so the chain at the end of a cascade is
+seen within a tenth of a second of each link.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_toloka import metrics
 from airflow_provider_toloka.operation_status import is_terminal
@@ -49,6 +54,33 @@ from airflow_provider_toloka.outage import Outage
 
 if TYPE_CHECKING:
     from airflow_provider_toloka.hooks.toloka import TolokaHook
+
+
+class Watcher(Protocol):
+    """What the cascade's engine (``execute.CascadeRunner``) needs of whatever waits on its operations.
+
+    Worker threads call ``wait``; the engine's main loop calls the rest between its steps.
+    """
+
+    def wait(self, operation: dict[str, Any]) -> dict[str, Any]:
+        """Block until the operation ends (SUCCESS or FAIL) and return it; raise what ``abort`` was given."""
+        ...
+
+    def set_busy(self, busy: bool) -> None:
+        """Hear whether archives are queued for the task's pace."""
+        ...
+
+    def poll(self) -> None:
+        """Read what is due; raise only what ends every wait (a refusal)."""
+        ...
+
+    def abort(self, error: BaseException) -> None:
+        """Make every wait, blocked now or later, raise ``error`` at once."""
+        ...
+
+    def seconds_until_due(self) -> float:
+        """How long the main loop may sleep on its steps before it calls ``poll`` again."""
+        ...
 
 
 @dataclass

@@ -472,6 +472,8 @@ class TolokaHook(BaseHook):
 
     def operation_failed(self, operation: dict[str, Any]) -> TolokaOperationFailed:
         """The error for a FAIL operation, with Toloka's log of it attached when it can be read."""
+        if operation.get("log"):  # read with it already (the triggerer's shared reader reads a FAIL's log)
+            return TolokaOperationFailed(operation)
         try:
             log = self.get_operation_log(operation["id"])
         except TolokaError as error:

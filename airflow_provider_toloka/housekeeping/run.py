@@ -28,6 +28,7 @@ from airflow_provider_toloka.housekeeping.assess import REJECTION_WINDOW, assess
 from airflow_provider_toloka.housekeeping.report import FAILED, ProjectOutcome, Report, id_order
 
 if TYPE_CHECKING:
+    from airflow_provider_toloka.cascade.watch import Watcher
     from airflow_provider_toloka.hooks.toloka import TolokaHook
 
 # The cascade's benchmarked default, shared by the projects archived at once.
@@ -59,6 +60,7 @@ def run_housekeeping(
     max_projects: int | None = None,
     on_outcome: Callable[[ProjectOutcome], None] | None = None,
     stop: threading.Event | None = None,
+    new_watcher: Callable[[], Watcher] | None = None,
 ) -> Report:
     """Assess every active project and (unless ``dry_run``) archive the idle ones; return the report.
 
@@ -72,7 +74,8 @@ def run_housekeeping(
     ``on_outcome`` hears each project's outcome as it comes, so a caller keeps what was archived even
     if the run is interrupted (an ``execution_timeout``) before it returns. ``stop``, once set, starts
     no further project and stops the running cascades (``CascadeRunner``'s ``stop``): the triggerer sets
-    it when it cancels a deferred run.
+    it when it cancels a deferred run. ``new_watcher`` makes each project cascade's ``Watcher``
+    (``CascadeRunner``'s ``new_watcher``).
     """
     now = utcnow()
     projects = list(hook.list_projects(status="ACTIVE"))
@@ -120,6 +123,7 @@ def run_housekeeping(
                 poll_interval=poll_interval,
                 log=_ProjectLog(log, project_id),
                 stop=stop,
+                new_watcher=new_watcher,
             )
             done = runner.run(verdict.plan)
             archived = f"{_count(done, 'pools')} pool(s), {_count(done, 'trainings')} training(s) archived"

@@ -1,11 +1,15 @@
 """Carry out a cascade, or a housekeeping run, in the triggerer, so the task holds no worker slot meanwhile.
 
-Both triggers run the one cascade engine (``cascade``: the planner, the steps, ``CascadeRunner`` and
-its watcher), the very code ``deferrable=False`` runs in the worker, so the two cannot plan, order,
-pace or wait differently. The engine sends and waits through the synchronous hook, on a thread of its
-own in the triggerer, so it never blocks the triggerer's event loop; the loop only awaits its end.
-The connection is read on the loop with the async API (``compat``), never from that thread, and the
-trigger's kwargs never hold the token.
+Both triggers run the one cascade engine (``cascade``: the planner, the steps, ``CascadeRunner``), the
+very code ``deferrable=False`` runs in the worker, so the two cannot plan, order or pace differently. The
+engine sends through the synchronous hook, on a thread of its own in the triggerer, so it never blocks the
+triggerer's event loop; the loop only awaits its end. The connection is read on the loop with the async
+API (``compat``), never from that thread, and the trigger's kwargs never hold the token.
+
+Why not the engine's own watcher (``cascade/watch.py``), as in the worker: in the triggerer the loop's
+shared reader (``triggers/reader.py``) is the one way operations are waited on. The engine's workers wait
+through it (``triggers/engine_watcher.py``), so the cascade's operations are read by page together with
+the loop's other deferred waits, and its reads still take the cascade's turns (one pace for the run).
 
 Restarts. Airflow may recreate a trigger from the database on another triggerer, and briefly run it
 twice. Each run lists again and plans from what it finds: archived objects are skipped, and an archive
@@ -27,7 +31,7 @@ import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -35,6 +39,10 @@ from airflow_provider_toloka import compat
 from airflow_provider_toloka.cascade.outcome import cascade_event, pack
 from airflow_provider_toloka.connection import TolokaConnectionSettings
 from airflow_provider_toloka.validation import validate_count, validate_id, validate_optional_seconds
+
+if TYPE_CHECKING:
+    from airflow_provider_toloka.cascade.watch import Watcher
+    from airflow_provider_toloka.hooks.toloka import TolokaHook
 
 T = TypeVar("T")
 
@@ -83,12 +91,23 @@ class _EngineTrigger(BaseTrigger):
     """Reads the connection, runs ``_carry_out`` on a thread until it returns its event, or stops it."""
 
     toloka_conn_id: str
+    poll_interval: float
 
     def _kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _carry_out(self, settings: TolokaConnectionSettings, stop: threading.Event) -> dict[str, Any]:
+    def _carry_out(
+        self, settings: TolokaConnectionSettings, stop: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _watcher(self, hook: TolokaHook, loop: asyncio.AbstractEventLoop) -> Callable[[], Watcher]:
+        """What each of the engine's cascades waits with: the shared reader of ``loop``, the trigger's."""
+        from airflow_provider_toloka.triggers.engine_watcher import ReaderWatcher
+
+        return lambda: ReaderWatcher(
+            loop, self.toloka_conn_id, hook, poll_interval=self.poll_interval, log=self.log
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", self._kwargs()
@@ -100,14 +119,21 @@ class _EngineTrigger(BaseTrigger):
         except Exception as error:  # not found, unusable, no answer: the task fails with why
             yield TriggerEvent(cascade_event(error=error))
             return
+        from airflow_provider_toloka.triggers.reader import shared_reader
+
         self._stop = stop = threading.Event()
-        self._engine = engine = start_in_thread(type(self).__name__, lambda: self._carry_out(settings, stop))
-        try:
-            # Shielded: cancelling the trigger stops the engine through ``stop``, and ``on_kill`` can still
-            # wait for it to end.
-            event = await asyncio.shield(engine)
-        finally:
-            stop.set()  # cancelled: the engine sends nothing more and stops waiting
+        loop = asyncio.get_running_loop()
+        # The loop's reader, kept open for the engine's waits until it ends (or the trigger is cancelled).
+        with shared_reader(self.toloka_conn_id).kept_open():
+            self._engine = engine = start_in_thread(
+                type(self).__name__, lambda: self._carry_out(settings, stop, loop)
+            )
+            try:
+                # Shielded: cancelling the trigger stops the engine through ``stop``, and ``on_kill`` can
+                # still wait for it to end.
+                event = await asyncio.shield(engine)
+            finally:
+                stop.set()  # cancelled: the engine sends nothing more and stops waiting
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:
@@ -186,7 +212,9 @@ class TolokaCascadeTrigger(_EngineTrigger):
             "quota_deadline": self.quota_deadline,
         }
 
-    def _carry_out(self, settings: TolokaConnectionSettings, stop: threading.Event) -> dict[str, Any]:
+    def _carry_out(
+        self, settings: TolokaConnectionSettings, stop: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Any]:
         from airflow_provider_toloka.cascade import archive_project_cascade
         from airflow_provider_toloka.cascade.task import cascade_hook
 
@@ -214,6 +242,7 @@ class TolokaCascadeTrigger(_EngineTrigger):
                 log=self.log,
                 stop=stop,
                 clock=clock,
+                new_watcher=self._watcher(hook, loop),
             )
         except Exception as error:
             return dict(cascade_event(error=error))
@@ -284,7 +313,9 @@ class TolokaHousekeepingTrigger(_EngineTrigger):
             "quota_deadline": self.quota_deadline,
         }
 
-    def _carry_out(self, settings: TolokaConnectionSettings, stop: threading.Event) -> dict[str, Any]:
+    def _carry_out(
+        self, settings: TolokaConnectionSettings, stop: threading.Event, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Any]:
         from airflow_provider_toloka.cascade.task import cascade_hook
         from airflow_provider_toloka.housekeeping import run_housekeeping
         from airflow_provider_toloka.housekeeping.run import operations_per_project
@@ -310,6 +341,7 @@ class TolokaHousekeepingTrigger(_EngineTrigger):
                 project_ids=self.project_ids,
                 max_projects=self.max_projects,
                 stop=stop,
+                new_watcher=self._watcher(hook, loop),
             )
         except Exception as error:
             return {"status": "error", "message": f"{type(error).__name__}: {error}"}

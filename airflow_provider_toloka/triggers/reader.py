@@ -1,8 +1,13 @@
 """One reader of Toloka operations per event loop and connection, for every trigger waiting there.
 
-Why not ``cascade/watch.py``, which also reads operations by page: that watcher serves the worker threads
-of one cascade task, blocking, through the sync hook; here many unrelated triggers share one event loop
-and must never block it, each with its own pace and deadline.
+In the triggerer this reader is the one way operations are waited on: deferred cascades and housekeeping
+runs wait on theirs here too (``triggers/engine_watcher.py`` bridges the engine's threads to the loop), so
+they are read by page with every other wait of the loop.
+
+Why not ``cascade/watch.py``, which also reads operations by page: that watcher is the worker's, for the
+cascade of a task that holds no event loop; it blocks its threads and reads through the task's sync hook
+and throttle. Here many unrelated triggers share one event loop and must never block it, each with its own
+pace and deadline.
 
 A trigger polling its own operation costs Toloka one request per ``poll_interval``: a thousand deferred
 archives cost 100 requests a second, a third of an account's limit, for as long as they wait. Here the
@@ -38,8 +43,11 @@ that wait.
 A connection that declares ``requests_per_second`` has each reader keep to it (``throttle.AsyncPacer``):
 the rounds' list pages and single reads go out one pace interval apart, never as a burst. It is the
 reader's own pace: the account's budget is split between tasks and triggerers in ``docs/deployment.md``.
+While a deferred cascade waits here, each request also takes a turn of that cascade's ``SharedThrottle``
+(``AsyncPacer.join``), so the cascade's archives and the reads of them keep its pace together.
 
-The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not.
+The reader runs as an asyncio task from its first trigger and closes with its last one, cancelled or not;
+a deferred cascade keeps it open for as long as its engine runs (``kept_open``), between its waits too.
 It holds the loop's shared HTTP client (``hooks.toloka_async``) and re-reads the connection every
 ``MAX_AGE`` seconds, so a rotated token reaches it as it reaches the client.
 
@@ -116,6 +124,9 @@ class WaitOutcome:
     kind: Literal["ended", "timeout", "error", "moved"]
     operation: dict[str, Any] | None
     message: str = ""
+    # The refusal that ended an ``error`` wait, when one did: a waiter that may wait out an HOUR or DAY
+    # quota (the cascade's, ``triggers/engine_watcher.py``) needs the quota, not only its text.
+    error: BaseException | None = None
 
 
 @dataclass(eq=False)
@@ -166,6 +177,7 @@ class OperationReader:
         self.outage = Outage(f"the operations waited on through connection {conn_id!r}", log)
         # Every request of this reader, whichever client it goes through, keeps one declared pace.
         self.pacer = AsyncPacer()
+        self._holds = 0  # ``kept_open``: runs that wait here again and again, with gaps between their waits
         self.served = 0
         self.list_reads = 0
         self.single_reads = 0
@@ -175,11 +187,17 @@ class OperationReader:
 
     # --- what triggers call -----------------------------------------------------------------------
 
-    def add(self, operation_id: str, poll_interval: float, end_time: float | None) -> Waiter:
+    def add(
+        self, operation_id: str, poll_interval: float, end_time: float | None, op_type: str | None = None
+    ) -> Waiter:
+        """Register a wait. ``op_type`` (``POOL.ARCHIVE`` …), when the caller knows it from starting the
+        operation, lets the reader list it by type from its first round, and read it by page once it ended."""
         delays = poll_delays(poll_interval)
         waiter = Waiter(operation_id, poll_interval, end_time, delays, due=clock() + next(delays))
         self._waiters.add(waiter)
         self._by_id[operation_id].add(waiter)
+        if op_type:
+            self._types.setdefault(operation_id, op_type)
         if not self._pinned:
             self._unchecked.add(waiter)
         self.served += 1
@@ -192,11 +210,33 @@ class OperationReader:
         """Forget a waiter (its trigger ended or was cancelled); the last one closes the reader."""
         self._forget(waiter)
         metrics.gauge("reader.waits", len(self._waiters))
-        if not self._waiters and not self.closed:
+        self._close_if_idle()
+
+    @contextlib.contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """Keep the reader open inside, waits or not: a deferred cascade's waits come one after another
+        (the archive of a training once its pools are), and each would otherwise find the reader closed and
+        start a new one, which reads the connection again."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if self._waiters or self._held:
+            return
+        if not self.closed:
             self._retire()
             self._task.cancel()
-        elif not self._waiters:
+        else:
             self._changed.set()  # a reader retired early (its account changed) ends on its own
+
+    @property
+    def _held(self) -> bool:
+        """Kept open (``kept_open``), unless it retired: then only its own waits keep it running."""
+        return self._holds > 0 and not self.closed
 
     @property
     def waiting(self) -> int:
@@ -217,7 +257,7 @@ class OperationReader:
             except AirflowException as error:  # AirflowNotFoundException, secrets-backend failures
                 self._fail_all(f"Cannot read connection {self.conn_id!r}: {error}")
                 return
-            while self._waiters:
+            while self._waiters or self._held:
                 await self._sleep()
                 if not self._waiters:
                     break
@@ -299,7 +339,12 @@ class OperationReader:
         return fresh
 
     async def _sleep(self) -> None:
-        while self._waiters:
+        while self._waiters or self._held:
+            if not self._waiters:  # kept open with nothing to read: until a wait joins or the hold ends
+                self._wake_at = math.inf
+                self._changed.clear()
+                await self._changed.wait()
+                continue
             now = clock()
             wake = self._next_wake()
             if wake <= now:
@@ -474,7 +519,7 @@ class OperationReader:
             if _unauthorized(result) and not self._token_rechecked:
                 refused_token = True  # a rotated token? the connection is read again before any wait ends
             elif isinstance(result, TolokaError) and not hook.is_transient(result):
-                self._end(operation_id, "error", str(result))  # a refusal: this wait ends, the others go on
+                self._refused(operation_id, result)  # a refusal: this wait ends, the others go on
             elif isinstance(result, BaseException):
                 if not hook.is_transient(result):
                     raise result
@@ -513,11 +558,9 @@ class OperationReader:
         if self._group_due is None or self._group_due > now + waiter.poll_interval:
             self._group_due = now + waiter.poll_interval
 
-    def _end(
-        self, operation_id: str, kind: Literal["ended", "timeout", "error", "moved"], message: str
-    ) -> None:
+    def _refused(self, operation_id: str, error: TolokaError) -> None:
         for waiter in list(self._by_id.get(operation_id, ())):
-            self._resolve(waiter, WaitOutcome(kind, waiter.seen, message))
+            self._resolve(waiter, WaitOutcome("error", waiter.seen, str(error), error))
 
     def _expire(self, now: float) -> None:
         """Time out the waits whose deadline passed while Toloka could not be read."""
