@@ -49,7 +49,7 @@ def test_the_metrics_reach_statsd_and_nothing_when_off(
     for pool_id in range(11, 21):
         emu.add_pool(str(pool_id), project_id="1", status="CLOSED")
     emu.inject_fault("429", path="/pools/10/archive")
-    emu.inject_fault("429", quota="MIN", path="/pools/10/archive")
+    emu.inject_fault("429", quota="MIN", retry_after=0.1, path="/pools/10/archive")
     conn = json.loads(emu.airflow_conn_json())
     conn["extra"].update(requests_per_second=50, **redis_store.budget_extra())
     monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", json.dumps(conn))
