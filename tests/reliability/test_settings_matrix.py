@@ -235,6 +235,7 @@ def rate_limit_storage_uri(run: Run, monkeypatch, path: Path) -> None:
     monkeypatch.setattr(budget, "_budgets", {})  # this process's budgets start afresh
     rate = 2 * RATE  # shared between the path and the other process
     shared = {"requests_per_second": rate, **store.budget_extra()}
+    assert shared["rate_limit_storage_password"], "the store asks for a password (TESTED_IN_ROW)"
     monkeypatch.setenv("AIRFLOW_CONN_TOLOKA_DEFAULT", conn_json(run.emu, **shared))
     # Another process of the same account takes every slot it can meanwhile. With one budget, what the path
     # sends and what the other takes together keep to the rate; each going by its own pace, both would send
@@ -354,6 +355,13 @@ BUILT_INTO_EVERY_CLIENT = {
     "max_retries": "tests/reliability/test_fault_matrix.py",
     "ui_base_url": "sends no request: the operators' links (tests/test_links.py)",
 }
+# Connection extras tested by another setting's row, with why that row proves them on every path.
+TESTED_IN_ROW = {
+    "rate_limit_storage_password": (
+        "rate_limit_storage_uri",
+        "its Redis asks for a password: a path that left it out would lose the budget, and the row fails",
+    ),
+}
 
 
 def connection_extras() -> set[str]:
@@ -363,7 +371,8 @@ def connection_extras() -> set[str]:
 
 def test_the_matrix_covers_every_setting_and_path():
     not_extras = {"wait_out_quota", "rotated token"}  # a task parameter; the connection's password changing
-    assert connection_extras() - BUILT_INTO_EVERY_CLIENT.keys() <= SETTINGS.keys()
+    assert connection_extras() - BUILT_INTO_EVERY_CLIENT.keys() - TESTED_IN_ROW.keys() <= SETTINGS.keys()
+    assert {row for row, _why in TESTED_IN_ROW.values()} <= SETTINGS.keys()
     assert set(SETTINGS) - not_extras <= connection_extras()
     for name, setting in SETTINGS.items():
         assert set(setting.not_applicable) | set(setting.open_bugs) <= set(PATHS), name
