@@ -54,7 +54,7 @@ async def aget_connection_and_extra(conn_id: str) -> tuple[Connection, dict[str,
 
     try:
         return await asyncio.wait_for(_aget_connection_and_extra(conn_id), CONNECTION_READ_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AirflowException(
             f"Reading connection {conn_id!r} got no answer in {CONNECTION_READ_TIMEOUT:g} s "
             "(from the secrets backend or Airflow's supervisor); the task fails so that its retry tries again"

@@ -135,7 +135,7 @@ class TolokaQuotaExhausted(TolokaApiError):
 
     def __init__(self, *, resets_in: float, **kwargs: Any) -> None:
         self.resets_in = resets_in
-        self.resets_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=resets_in)
+        self.resets_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=resets_in)
         super().__init__(**kwargs)
 
     @property

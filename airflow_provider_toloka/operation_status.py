@@ -13,7 +13,7 @@ from typing import Any
 from airflow_provider_toloka.exceptions import TolokaError
 
 
-class OperationStatus(str, Enum):
+class OperationStatus(str, Enum):  # noqa: UP042 - StrEnum would change str() and format() of members
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"

@@ -65,7 +65,7 @@ def _peak_rss_mb() -> float:
 
 
 def _finished_at(operation: dict[str, Any]) -> float:
-    return dt.datetime.fromisoformat(operation["finished"]).replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.fromisoformat(operation["finished"]).replace(tzinfo=dt.UTC).timestamp()
 
 
 def _percentile(values: list[float], share: float) -> float:

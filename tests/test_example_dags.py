@@ -109,7 +109,7 @@ def test_wait_until_archivable_example_waits_out_the_rejection_window(airflow_db
 
     async def let_time_pass(trigger):
         # What the real trigger would sleep (until its moment, by the wall clock) passes on Toloka's clock.
-        waits.append((trigger.moment - dt.datetime.now(dt.timezone.utc)).total_seconds())
+        waits.append((trigger.moment - dt.datetime.now(dt.UTC)).total_seconds())
         demo.advance_clock(max(0.0, waits[-1]))
         yield TriggerEvent(trigger.moment)
 

@@ -31,12 +31,12 @@ PENDING_SHARE = 0.1
 
 def format_time(value: dt.datetime) -> str:
     """Toloka's time format: UTC, no offset, milliseconds (``2021-02-26T10:13:32.921``)."""
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
 def format_timestamp(seconds: float) -> str:
     """``format_time`` for a ``time.time()`` value."""
-    return format_time(dt.datetime.fromtimestamp(seconds, dt.timezone.utc))
+    return format_time(dt.datetime.fromtimestamp(seconds, dt.UTC))
 
 
 _OBJECT_ID = re.compile(r"[0-9]{1,20}")

@@ -73,4 +73,4 @@ def _parse_time(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)

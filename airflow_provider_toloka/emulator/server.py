@@ -287,7 +287,7 @@ class TolokaEmulator:
     @property
     def now(self) -> dt.datetime:
         """The emulator's current time (UTC): the real clock plus every ``advance_clock``."""
-        return dt.datetime.fromtimestamp(self._state.now(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self._state.now(), dt.UTC)
 
     def reset(self) -> None:
         """Back to an empty world while the server keeps running: no objects, operations, faults,

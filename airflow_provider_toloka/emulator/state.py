@@ -73,7 +73,7 @@ class EmulatorState:
             self._advance(self.now())
 
     def _utcnow(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.now(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
 
     def _forget_all(self) -> None:
         self._objects: dict[str, dict[str, AnyObject]] = {kind: {} for kind in KINDS}
@@ -189,7 +189,7 @@ class EmulatorState:
             if obj.status == "ARCHIVED":
                 return None
             self._refuse_if_running(kind, object_id)
-            rules.check_archivable(kind, obj, self._objects, dt.datetime.fromtimestamp(now, dt.timezone.utc))
+            rules.check_archivable(kind, obj, self._objects, dt.datetime.fromtimestamp(now, dt.UTC))
             doom = self._doomed.pop((kind, object_id), None)
             return self._submit(f"{kind.upper()}.ARCHIVE", kind, object_id, now, doom)
 
@@ -234,7 +234,7 @@ class EmulatorState:
             self._running.pop((op.kind, op.object_id), None)
             if op.fail_details is None:
                 obj = self._objects[op.kind][op.object_id]
-                rules.apply_effect(op.type, obj, dt.datetime.fromtimestamp(op.finishes_at, dt.timezone.utc))
+                rules.apply_effect(op.type, obj, dt.datetime.fromtimestamp(op.finishes_at, dt.UTC))
 
     def _require(self, kind: str, object_id: str) -> AnyObject:
         obj = self._objects[kind].get(object_id)

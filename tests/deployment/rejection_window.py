@@ -36,7 +36,7 @@ def _write_seed(path: Path, last_rejection: dt.datetime) -> None:
 def emulator(seed_dir: Path) -> Emulator:
     """The run's emulator: the pool's assignments were rejected just now (archivable in 9 days)."""
     seed = seed_dir / "archivable-seed.json"
-    _write_seed(seed, dt.datetime.now(dt.timezone.utc))
+    _write_seed(seed, dt.datetime.now(dt.UTC))
     return Emulator("archivable", str(seed), operation_duration=1.0)
 
 
@@ -48,7 +48,7 @@ def create_pool(stack: AirflowStack) -> None:
 
 def pass_window(stack: AirflowStack) -> None:
     """Move the emulator's time past the window: the same pool, its last rejection 9 days and a minute ago."""
-    ended = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=9, minutes=1)
+    ended = dt.datetime.now(dt.UTC) - dt.timedelta(days=9, minutes=1)
     _write_seed(Path(stack.emulators[CONN_ID].seed), ended)
     stack.restart_emulator(CONN_ID)
 

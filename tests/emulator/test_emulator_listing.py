@@ -71,7 +71,7 @@ def test_bad_list_parameters_are_validation_errors(api, params):
 
 
 def test_objects_read_back_as_toloka_shows_them(toloka_emulator, api):
-    made = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    made = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     toloka_emulator.add_project("1", public_name="Cats", created=made)
     toloka_emulator.add_pool("10", project_id="1", private_name="Week 1", created=made)
     toloka_emulator.add_training("20", project_id="1", linked_pool_ids=("10",))
@@ -117,7 +117,7 @@ def test_a_moved_clock_finishes_operations_and_stamps_the_close(toloka_emulator,
     assert api.get(f"/operations/{operation['id']}").json()["status"] == "SUCCESS"
     pool = api.get("/pools/10").json()
     assert pool["status"] == "CLOSED"
-    stopped = dt.datetime.fromisoformat(pool["last_stopped"]).replace(tzinfo=dt.timezone.utc)
+    stopped = dt.datetime.fromisoformat(pool["last_stopped"]).replace(tzinfo=dt.UTC)
     # Toloka's times carry milliseconds: the close, submitted after ``before``, may show up to 1 ms earlier.
     assert stopped - before.replace(microsecond=before.microsecond // 1000 * 1000) >= dt.timedelta(
         seconds=3600

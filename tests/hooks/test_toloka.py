@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -90,9 +90,7 @@ def test_project_with_unarchived_pools_explains_the_order(emu, hook):
 
 
 def test_rejection_window(emu, hook):
-    emu.add_pool(
-        "13", project_id="1", status="CLOSED", last_rejection=datetime.now(timezone.utc) - timedelta(days=2)
-    )
+    emu.add_pool("13", project_id="1", status="CLOSED", last_rejection=datetime.now(UTC) - timedelta(days=2))
     with pytest.raises(TolokaApiError, match="THERE_IS_REJECTED_ASSIGNMENT.*9 days after the last rejection"):
         hook.archive_pool("13")
 

@@ -82,7 +82,7 @@ def test_a_minute_quota_with_retry_after_waits_that(emu):
 def test_an_hour_or_day_quota_fails_at_once_naming_it_and_when_it_resets(emu, quota, window):
     emu.inject_fault("429", quota=quota, count=10)
     hook, slept = recording_hook()
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     with pytest.raises(TolokaQuotaExhausted) as exhausted:
         hook.archive_pool("10")
     error = exhausted.value
@@ -266,11 +266,7 @@ def test_a_rescheduled_sensor_counts_its_deadline_from_its_first_poke(emu, first
     slept: list[float] = []
     sensor.hook.retry_min_wait = 0.01
     sensor.hook.sleep = slept.append
-    first = (
-        None
-        if first_poke_ago is None
-        else dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=first_poke_ago)
-    )
+    first = None if first_poke_ago is None else dt.datetime.now(dt.UTC) - dt.timedelta(seconds=first_poke_ago)
     context = {"ti": RescheduledTI(first), "task_reschedule_count": 0 if first is None else 3}
 
     if waits:

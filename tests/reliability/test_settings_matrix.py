@@ -162,7 +162,7 @@ class RescheduledTI(RecordingTI):
 def sensor_reschedule(run: Run) -> None:
     from airflow.exceptions import AirflowRescheduleException
 
-    first_try = dt.datetime.now(dt.timezone.utc)
+    first_try = dt.datetime.now(dt.UTC)
     for _ in range(100):
         # Each try is a new process in Airflow: a new sensor, a new hook.
         sensor = TolokaOperationSensor(

@@ -94,7 +94,7 @@ async def until(condition, step: float = 0.02) -> None:
 
 def finish_times(emu, ids: list[str]) -> list[float]:
     finished = [op["finished"] for op in emu.operations() if op["id"] in ids]
-    return [dt.datetime.fromisoformat(f).replace(tzinfo=dt.timezone.utc).timestamp() for f in finished]
+    return [dt.datetime.fromisoformat(f).replace(tzinfo=dt.UTC).timestamp() for f in finished]
 
 
 def first_finish(emu, ids: list[str]) -> float:
