@@ -131,15 +131,10 @@ class ReaderWatcher:
         if throttle is not None:  # the reader's reads of it take the cascade's turns: one pace for the run
             reader.pacer.join(throttle)
         try:
-            while waiter.outcome is None:
-                await waiter.news.wait()
-                waiter.news.clear()
-                self._tell_outage(reader)
+            return await reader.follow(waiter, lambda: self._tell_outage(reader))  # ``abort`` cancels it
         finally:
-            reader.remove(waiter)  # ended, or cancelled by ``abort``: the reader forgets it at once
             if throttle is not None:
                 reader.pacer.leave(throttle)
-        return waiter.outcome
 
     def _tell_outage(self, reader: OperationReader) -> None:
         """Once in the task's log when Toloka stops answering the reader, once when it answers again."""

@@ -91,26 +91,23 @@ class TolokaOperationTrigger(BaseTrigger):
             reader.waiting,
         )
         last_line, in_outage = "", False
-        try:
-            while waiter.outcome is None:
-                await waiter.news.wait()
-                waiter.news.clear()
-                line = describe(waiter.seen) if waiter.seen else ""
-                if line != last_line:  # thousands of waiting triggers: log changes, not every poll
-                    self.log.info("%s", line)
-                    last_line = line
-                if reader.outage.active != in_outage:  # once when an outage starts, once when it ends
-                    in_outage = reader.outage.active
-                    self.log.warning(
-                        "Toloka cannot be read (%s); still waiting, until the deadline"
-                        if in_outage
-                        else "Toloka answers again (last fault: %s)",
-                        reader.outage.last_fault,
-                    )
-        finally:
-            # Cancelled (task cleared, triggerer stopping) or done: the reader forgets this wait at once.
-            reader.remove(waiter)
-        return waiter.outcome
+
+        def on_news() -> None:
+            nonlocal last_line, in_outage
+            line = describe(waiter.seen) if waiter.seen else ""
+            if line != last_line:  # thousands of waiting triggers: log changes, not every poll
+                self.log.info("%s", line)
+                last_line = line
+            if reader.outage.active != in_outage:  # once when an outage starts, once when it ends
+                in_outage = reader.outage.active
+                self.log.warning(
+                    "Toloka cannot be read (%s); still waiting, until the deadline"
+                    if in_outage
+                    else "Toloka answers again (last fault: %s)",
+                    reader.outage.last_fault,
+                )
+
+        return await reader.follow(waiter, on_news)
 
     def _event_for(self, outcome: WaitOutcome) -> OperationEvent:
         operation = outcome.operation

@@ -67,7 +67,7 @@ import math
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -211,6 +211,21 @@ class OperationReader:
         self._forget(waiter)
         metrics.gauge("reader.waits", len(self._waiters))
         self._close_if_idle()
+
+    async def follow(self, waiter: Waiter, on_news: Callable[[], None]) -> WaitOutcome:
+        """Await the end of ``waiter``'s wait, calling ``on_news`` after each round that told it something.
+
+        Ended or cancelled (a trigger cleared or stopping, a cascade aborted), the reader forgets the wait
+        at once: its operation is read no more.
+        """
+        try:
+            while waiter.outcome is None:
+                await waiter.news.wait()
+                waiter.news.clear()
+                on_news()
+        finally:
+            self.remove(waiter)
+        return waiter.outcome
 
     @contextlib.contextmanager
     def kept_open(self) -> Iterator[None]:
