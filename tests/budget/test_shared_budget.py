@@ -199,7 +199,7 @@ def test_a_slower_asker_gets_its_turn_beside_one_that_takes_every_slot(redis_sto
     first, would take it every time: in CI a reader got its first read after 5 s. Reserving its slot when
     told of it, the slower asker gets every other one.
     """
-    rate = 20.0
+    rate = 10.0  # slots 0.1 s apart: a grant noted late on a loaded machine moves by one slot at most
     key = "fairness"
     hog = budget.SharedBudget(redis_store.url, rate, key, password=redis_store.password)
     slower = budget.SharedBudget(redis_store.url, rate, key, password=redis_store.password)
@@ -225,9 +225,13 @@ def test_a_slower_asker_gets_its_turn_beside_one_that_takes_every_slot(redis_sto
     finally:
         done.set()
         taker.join(timeout=10)
-    # Between the slower asker's first and last slot it had 10 more; alternating, the tight loop had as many.
+    # Between the slower asker's first and last slot it had 10 more; alternating, the tight loop had as many,
+    # give or take the one at each end that a late-noted grant puts inside or outside. Starved, the slower
+    # asker waits while the tight loop takes more (the old "may I go now?" under load: 13, 14, 29). Fewer
+    # is no fault of the budget's: a loaded machine wakes the tight loop late, and a slot not asked for in
+    # time goes to whoever asks; a few still show that both were asking.
     meanwhile = sum(slower_grants[0] < at < slower_grants[-1] for at in hog_grants)
-    assert 5 <= meanwhile <= 11, f"the tight loop took {meanwhile} slots while the other took 10"
+    assert 2 <= meanwhile <= 12, f"the tight loop took {meanwhile} slots while the other took 10"
 
 
 def test_a_wrong_store_password_loses_the_budget_never_a_request(emu, redis_store, share_budget, caplog):
